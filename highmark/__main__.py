@@ -1,0 +1,3 @@
+from highmark.cli import main
+
+main()

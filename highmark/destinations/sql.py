@@ -1,0 +1,403 @@
+"""SQL tables as a target, on SQLite, PostgreSQL and MySQL/MariaDB.
+
+Every write goes through a staging table and one set-based merge in a single target transaction:
+
+1. stage the rows (a temporary table for incremental batches; a real table for full loads, so that
+   a killed full load resumes where it stopped);
+2. drop staged rows older than the target's (a stale replay never regresses a newer row);
+3. delete (soft-delete ``mode: delete``), update rows that differ, insert rows that are new.
+
+The counts come from the statements' row counts, so replaying a batch counts nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.types import Text
+
+from highmark.config import JobSpec, ResolvedConnection, TableRef
+from highmark.db import get_engine
+from highmark.errors import DestinationError, SchemaConflictError, translate_db_error
+from highmark.models import Counts, WatermarkType
+from highmark.sources.sql import keyset_after
+from highmark.sqlschema import TableSchema, raw_table, reflect
+from highmark.sqltypes import (
+    ColumnInfo,
+    Converter,
+    Family,
+    compatible,
+    describe_type,
+    target_type,
+    write_converter,
+)
+
+TEMP_STAGE_NAME = "highmark_stage"
+FULL_STAGE_PREFIX = "hm_stage_"
+INSERT_CHUNK = 1000
+
+
+class SqlDestination:
+    """The target table of one job."""
+
+    def __init__(self, connection: ResolvedConnection, table: TableRef, job: JobSpec) -> None:
+        self.connection = connection
+        self.ref = table
+        self.job = job
+        self.zone = ZoneInfo(connection.timezone)
+        self.engine = get_engine(connection.url, "target")
+        self.dialect = self.engine.dialect.name
+        self._conn: Connection | None = None
+        self._target: TableSchema | None = None
+        self._mapping: list[tuple[str, str]] = []  # (source column, target column)
+        self._converters: list[Converter | None] = []
+        self._temp_ready = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _errors(self, context: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            where = f"target {self.ref.table} on {self.connection.name}"
+            raise translate_db_error(exc, DestinationError, f"{context} {where}") from exc
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            with self._errors("cannot connect to"):
+                self._conn = self.engine.connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                if self._conn.in_transaction():
+                    self._conn.rollback()
+                self._conn.close()
+            except SQLAlchemyError:
+                pass  # a broken connection is closed either way
+            self._conn = None
+
+    @contextmanager
+    def _transaction(self, context: str) -> Iterator[Connection]:
+        conn = self.conn
+        with self._errors(context):
+            if conn.in_transaction():
+                conn.commit()
+            try:
+                with conn.begin():
+                    yield conn
+            except SQLAlchemyError:
+                self._temp_ready = self._temp_ready and self.dialect != "sqlite"
+                raise
+
+    # ------------------------------------------------------------------ schema
+
+    def prepare(self, source: TableSchema) -> None:
+        with self._transaction("cannot read"):
+            target = reflect(self.conn, self.ref.schema_name, self.ref.table_name)
+        if target is None:
+            target = self._create(source)
+        self._check(source, target)
+        self._target = target
+        self._mapping = []
+        self._converters = []
+        for col in source.columns:
+            tcol = target.find(col.name)
+            assert tcol is not None
+            self._mapping.append((col.name, tcol.name))
+            self._converters.append(write_converter(tcol, self.dialect, self.zone))
+
+    def _create(self, source: TableSchema) -> TableSchema:
+        pk = {c.lower() for c in self.job.primary_key}
+        columns = [
+            Column(
+                col.name,
+                target_type(col, self.dialect, in_key=col.name.lower() in pk),
+                nullable=col.name.lower() not in pk,
+            )
+            for col in source.columns
+        ]
+        key = [source.find(c).name for c in self.job.primary_key]  # type: ignore[union-attr]
+        table = Table(
+            self.ref.table_name,
+            MetaData(),
+            *columns,
+            PrimaryKeyConstraint(*key),
+            schema=self.ref.schema_name,
+        )
+        with self._transaction("cannot create"):
+            table.create(self.conn)
+        with self._transaction("cannot read"):
+            created = reflect(self.conn, self.ref.schema_name, self.ref.table_name)
+        assert created is not None
+        return created
+
+    def _check(self, source: TableSchema, target: TableSchema) -> None:
+        problems: list[str] = []
+        for col in source.columns:
+            tcol = target.find(col.name)
+            if tcol is None:
+                problems.append(f"column {col.name} is missing")
+            elif not compatible(col, tcol):
+                problems.append(
+                    f"column {col.name} is {describe_type(tcol)} in the target but "
+                    f"{describe_type(col)} ({col.family}) in the source"
+                )
+        if not problems and not target.has_unique_key(self.job.primary_key):
+            problems.append(
+                f"it has no primary key or unique index on ({', '.join(self.job.primary_key)})"
+            )
+        if problems:
+            raise SchemaConflictError(
+                f"target table {self.ref.table} conflicts with source "
+                f"{self.job.source.table}: {'; '.join(problems)}; nothing was written",
+                retryable=False,
+                conflicts=problems,
+            )
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def target(self) -> TableSchema:
+        assert self._target is not None, "prepare() first"
+        return self._target
+
+    def _tcol(self, source_name: str) -> str:
+        col = self.target.find(source_name)
+        assert col is not None
+        return col.name
+
+    def _values(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for row in rows:
+            values = {}
+            for (src, tgt), convert in zip(self._mapping, self._converters, strict=True):
+                value = row[src]
+                values[tgt] = convert(value) if convert is not None and value is not None else value
+            out.append(values)
+        return out
+
+    def _target_clause(self) -> TableClause:
+        return raw_table(self.target.name, self.target.schema, [t for _, t in self._mapping])
+
+    def _insert(self, stage: TableClause, rows: list[dict[str, Any]]) -> None:
+        values = self._values(rows)
+        for start in range(0, len(values), INSERT_CHUNK):
+            self.conn.execute(insert(stage), values[start : start + INSERT_CHUNK])
+
+    def _comparable(self, col: Any, info: ColumnInfo) -> Any:
+        """A form of ``col`` that the database can test for distinctness exactly."""
+        if self.dialect == "postgresql":
+            if info.family is Family.JSON and not isinstance(info.type, postgresql.JSONB):
+                return cast(col, postgresql.JSONB)
+            if info.family is Family.OTHER:
+                return cast(col, Text)
+        if self.dialect == "mysql" and info.family in (Family.STRING, Family.JSON, Family.OTHER):
+            # Case- and trailing-space-insensitive collations would hide real changes.
+            return cast(col, mysql.BINARY)
+        return col
+
+    def _differs(self, t: TableClause, s: TableClause) -> ColumnElement[bool]:
+        keys = {self._tcol(c).lower() for c in self.job.primary_key}
+        clauses = []
+        for _, name in self._mapping:
+            if name.lower() in keys:
+                continue
+            info = self.target.find(name)
+            assert info is not None
+            clauses.append(
+                self._comparable(t.c[name], info).is_distinct_from(self._comparable(s.c[name], info))
+            )
+        return or_(*clauses)
+
+    def _pk_match(self, a: TableClause, b: TableClause) -> ColumnElement[bool]:
+        return and_(*(a.c[self._tcol(c)] == b.c[self._tcol(c)] for c in self.job.primary_key))
+
+    # ------------------------------------------------------------------ incremental
+
+    def _ensure_temp_stage(self) -> TableClause:
+        stage = raw_table(TEMP_STAGE_NAME, None, [t for _, t in self._mapping])
+        if not self._temp_ready:
+            columns = ", ".join(self._quote(t) for _, t in self._mapping)
+            source = self._quoted_target()
+            if self.dialect == "postgresql":
+                ddl = f"CREATE TEMPORARY TABLE {TEMP_STAGE_NAME} AS SELECT {columns} FROM {source} WITH NO DATA"
+            elif self.dialect == "mysql":
+                ddl = f"CREATE TEMPORARY TABLE {TEMP_STAGE_NAME} AS SELECT {columns} FROM {source} WHERE 1 = 0"
+            else:
+                ddl = f"CREATE TEMPORARY TABLE {TEMP_STAGE_NAME} AS SELECT {columns} FROM {source} WHERE 0"
+            with self._transaction("cannot create a staging table for"):
+                self.conn.execute(text(f"DROP TABLE IF EXISTS {TEMP_STAGE_NAME}"))
+                self.conn.execute(text(ddl))
+            self._temp_ready = True
+        return stage
+
+    def merge_batch(self, rows: list[dict[str, Any]]) -> Counts:
+        stage = self._ensure_temp_stage()
+        with self._transaction("cannot write"):
+            self._clear(stage)
+            self._insert(stage, rows)
+            counts = self._merge(stage, delete_missing=False)
+            self._clear(stage)
+        return counts
+
+    def _clear(self, stage: TableClause) -> None:
+        if self.dialect == "postgresql":
+            self.conn.execute(text(f"TRUNCATE {self._quote(stage.name)}"))
+        else:
+            self.conn.execute(delete(stage))
+
+    def _merge(self, stage: TableClause, *, delete_missing: bool) -> Counts:
+        """Merge ``stage`` into the target inside the current transaction; return the counts."""
+        t = self._target_clause()
+        s = stage
+        removed = 0
+        if delete_missing:
+            removed += self.conn.execute(
+                delete(t).where(~exists().where(self._pk_match(s, t)))
+            ).rowcount
+        spec = self.job.watermark
+        if spec is not None and spec.type is WatermarkType.TIMESTAMP and not delete_missing:
+            wm = self._tcol(spec.column)
+            # Version guard: a replay of an older version never overwrites a newer one.
+            self.conn.execute(
+                delete(s).where(
+                    exists().where(and_(self._pk_match(t, s), t.c[wm] > s.c[wm]))
+                )
+            )
+        marked = 0
+        soft = self.job.soft_delete
+        if soft is not None:
+            deleted_col = self._tcol(soft.column)
+            if soft.mode == "delete":
+                removed += self.conn.execute(
+                    delete(t).where(
+                        exists().where(self._pk_match(s, t), s.c[deleted_col].is_not(None))
+                    )
+                ).rowcount
+                self.conn.execute(delete(s).where(s.c[deleted_col].is_not(None)))
+            else:
+                marked = self.conn.execute(
+                    select(func.count())
+                    .select_from(t)
+                    .join(s, self._pk_match(t, s))
+                    .where(t.c[deleted_col].is_(None), s.c[deleted_col].is_not(None))
+                ).scalar_one()
+        keys = {self._tcol(c).lower() for c in self.job.primary_key}
+        assignments = {name: s.c[name] for _, name in self._mapping if name.lower() not in keys}
+        changed = 0
+        if assignments:
+            changed = self.conn.execute(
+                update(t).where(self._pk_match(t, s), self._differs(t, s)).values(assignments)
+            ).rowcount
+        columns = [name for _, name in self._mapping]
+        inserted = self.conn.execute(
+            insert(t).from_select(
+                columns,
+                select(*(s.c[c] for c in columns)).where(~exists().where(self._pk_match(t, s))),
+            )
+        ).rowcount
+        return Counts(
+            rows_written=max(inserted, 0),
+            rows_updated=max(changed - marked, 0),
+            rows_deleted=removed + marked,
+        )
+
+    # ------------------------------------------------------------------ full loads
+
+    @property
+    def full_stage_name(self) -> str:
+        # A name of its own per job, kept short for MySQL's 64-character limit.
+        return (FULL_STAGE_PREFIX + self.job.job_id.replace(".", "_").replace("-", "_"))[:60]
+
+    def _full_stage(self) -> TableClause:
+        return raw_table(self.full_stage_name, self.ref.schema_name, [t for _, t in self._mapping])
+
+    def stage_begin(self, resume_after: tuple[Any, ...] | None) -> None:
+        stage = self._full_stage()
+        with self._transaction("cannot read"):
+            exists_now = reflect(self.conn, self.ref.schema_name, self.full_stage_name) is not None
+        if resume_after is not None and exists_now:
+            keys = [stage.c[self._tcol(c)] for c in self.job.primary_key]
+            with self._transaction("cannot resume the staging table of"):
+                # Rows staged after the last checkpoint are read again.
+                self.conn.execute(delete(stage).where(keyset_after(keys, list(self._key_values(resume_after)))))
+            return
+        quoted = self._quote_qualified(self.ref.schema_name, self.full_stage_name)
+        columns = ", ".join(self._quote(t) for _, t in self._mapping)
+        where = "WHERE 1 = 0" if self.dialect != "postgresql" else "WITH NO DATA"
+        pk_cols = ", ".join(self._quote(self._tcol(c)) for c in self.job.primary_key)
+        index_name = self._quote(f"{self.full_stage_name}_pk"[:64])
+        with self._transaction("cannot create the staging table of"):
+            self.conn.execute(text(f"DROP TABLE IF EXISTS {quoted}"))
+        with self._transaction("cannot create the staging table of"):
+            self.conn.execute(
+                text(f"CREATE TABLE {quoted} AS SELECT {columns} FROM {self._quoted_target()} {where}")
+            )
+        with self._transaction("cannot create the staging table of"):
+            on = quoted if self.dialect != "sqlite" else self._quote(self.full_stage_name)
+            if self.dialect == "sqlite" and self.ref.schema_name:
+                index_name = f"{self._quote(self.ref.schema_name)}.{index_name}"
+            self.conn.execute(text(f"CREATE UNIQUE INDEX {index_name} ON {on} ({pk_cols})"))
+
+    def _key_values(self, key: tuple[Any, ...]) -> list[Any]:
+        values = []
+        for name, value in zip(self.job.primary_key, key, strict=True):
+            tcol = self.target.find(name)
+            assert tcol is not None
+            convert = write_converter(tcol, self.dialect, self.zone)
+            values.append(convert(value) if convert is not None and value is not None else value)
+        return values
+
+    def stage_batch(self, rows: list[dict[str, Any]]) -> None:
+        with self._transaction("cannot stage rows for"):
+            self._insert(self._full_stage(), rows)
+
+    def stage_finish(self) -> Counts:
+        stage = self._full_stage()
+        with self._transaction("cannot write"):
+            counts = self._merge(stage, delete_missing=True)
+        with self._transaction("cannot drop the staging table of"):
+            self.conn.execute(
+                text(f"DROP TABLE IF EXISTS {self._quote_qualified(self.ref.schema_name, self.full_stage_name)}")
+            )
+        return counts
+
+    # ------------------------------------------------------------------ quoting
+
+    def _quote(self, name: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote(name)
+
+    def _quote_qualified(self, schema: str | None, name: str) -> str:
+        return f"{self._quote(schema)}.{self._quote(name)}" if schema else self._quote(name)
+
+    def _quoted_target(self) -> str:
+        return self._quote_qualified(self.target.schema, self.target.name)
+

@@ -1,0 +1,176 @@
+"""The one exception tree of highmark.
+
+    HighmarkError                      every error highmark raises on purpose
+    ├── ConfigError                    bad project file or arguments (exit 2, before any work)
+    ├── JobNotFoundError               an unknown job id (exit 2)
+    ├── StoreError                     the control store cannot be used as asked
+    │   └── StoreVersionError          the store's schema is newer than this code
+    ├── JobAlreadyRunningError         a job already has a live run (exit 1)
+    ├── LeaseLostError                 this process no longer owns its run (fencing)
+    ├── RunCancelledError              a run was asked to stop
+    ├── SourceError                    reading the source failed
+    ├── DestinationError               writing the target failed
+    │   └── SchemaConflictError        the target's columns conflict with the source's
+    └── CheckpointError                a checkpoint that cannot be used
+
+Every error carries ``retryable``: True for errors a later attempt may not meet (lost
+connections, timeouts, deadlocks, lock waits), False for errors that need a human (a missing
+column, a schema conflict, bad credentials). Foreign exceptions are translated at the boundary by
+:func:`translate_db_error`, and their messages are scrubbed of secrets there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from highmark.redact import scrub
+
+
+class HighmarkError(Exception):
+    """Root of highmark's errors. ``str(err)`` is one line a user can act on."""
+
+    retryable: bool = False
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, retryable: bool | None = None, **details: Any) -> None:
+        super().__init__(one_line(scrub(message)))
+        if retryable is not None:
+            self.retryable = retryable
+        self.details: dict[str, Any] = {k: v for k, v in details.items() if v is not None}
+
+
+class ConfigError(HighmarkError):
+    """The project file or the command line is wrong; nothing was done."""
+
+    exit_code = 2
+
+
+class JobNotFoundError(HighmarkError):
+    exit_code = 2
+
+
+class StoreError(HighmarkError):
+    pass
+
+
+class StoreVersionError(StoreError):
+    exit_code = 2
+
+
+class JobAlreadyRunningError(HighmarkError):
+    pass
+
+
+class LeaseLostError(HighmarkError):
+    """Another process took this run over (or finished it); this one must stop writing."""
+
+
+class RunCancelledError(HighmarkError):
+    """The run was asked to stop (signal or `highmark cancel`)."""
+
+    def __init__(self, message: str, *, signal_number: int | None = None) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+class SourceError(HighmarkError):
+    pass
+
+
+class DestinationError(HighmarkError):
+    pass
+
+
+class SchemaConflictError(DestinationError):
+    pass
+
+
+class CheckpointError(HighmarkError):
+    pass
+
+
+def one_line(text: str) -> str:
+    """Collapse a (driver) message to its first meaningful line."""
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return text.strip() or "unknown error"
+
+
+# SQLSTATE classes and codes that a later attempt may not meet.
+_RETRYABLE_SQLSTATES = (
+    "08",  # connection exception
+    "40001",  # serialization failure
+    "40P01",  # deadlock detected
+    "55P03",  # lock not available
+    "57P01",  # admin shutdown (pg_terminate_backend, restart)
+    "57P02",  # crash shutdown
+    "57P03",  # cannot connect now (starting up)
+    "57014",  # query canceled (statement_timeout)
+    "53",  # insufficient resources (disk full, out of memory, too many connections)
+)
+# MySQL/MariaDB error numbers that a later attempt may not meet.
+_RETRYABLE_MYSQL_CODES = {
+    1040,  # too many connections
+    1205,  # lock wait timeout
+    1213,  # deadlock
+    1927,  # connection was killed (MariaDB)
+    2002,  # can't connect (socket)
+    2003,  # can't connect (TCP)
+    2006,  # server has gone away
+    2013,  # lost connection during query
+    2055,  # lost connection at handshake
+    1053,  # server shutdown in progress
+    3024,  # query execution interrupted, max execution time exceeded
+    1317,  # query execution was interrupted
+}
+
+
+def is_retryable_db_error(exc: BaseException) -> bool:
+    """Classify a DBAPI/SQLAlchemy error as retryable (transient) or permanent."""
+    import sqlalchemy.exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+    else:
+        orig = exc
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_RETRYABLE_SQLSTATES):
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _RETRYABLE_MYSQL_CODES:
+        return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        # OperationalError without a known permanent code: connection trouble, mostly.
+        code = args[0] if args and isinstance(args[0], int) else None
+        if code is not None and code < 2000 and code not in _RETRYABLE_MYSQL_CODES:
+            return False  # e.g. 1045 access denied, 1049 unknown database
+        text = str(orig).lower()
+        permanent_markers = (
+            "password authentication failed",
+            "does not exist",
+            "no such table",
+            "no such column",
+            "unable to open database file",
+            "access denied",
+            "permission denied",
+        )
+        return not any(marker in text for marker in permanent_markers)
+    return False
+
+
+def translate_db_error(
+    exc: BaseException, error_type: type[HighmarkError], context: str
+) -> HighmarkError:
+    """Turn a foreign database error into a highmark error with a one-line, secret-free message."""
+    import sqlalchemy.exc as sa_exc
+
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+    message = one_line(str(orig)) or type(orig).__name__
+    return error_type(
+        f"{context}: {message}",
+        retryable=is_retryable_db_error(exc),
+        driver_error=type(orig).__name__,
+    )

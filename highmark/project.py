@@ -1,0 +1,185 @@
+"""The Python API: a project file, its control store, and the operations on its jobs.
+
+    project = highmark.Project.load("highmark.yml")
+    run = project.run("orders_sync")
+    print(run.run_status, run.rows_written)
+
+The CLI calls exactly these methods.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from highmark import clock
+from highmark.config import JobSpec, ProjectConfig, load_project_config, parse_duration
+from highmark.errors import ConfigError, JobNotFoundError
+from highmark.models import (
+    JobRecord,
+    RunRecord,
+    RunStatus,
+    TriggeredBy,
+    Watermark,
+    WatermarkRecord,
+    WatermarkType,
+)
+from highmark.run import CancelToken, RunObserver, run_job
+from highmark.store.store import ControlStore, JobDefinition
+
+
+class Project:
+    """A loaded project: validated configuration plus its (migrated, synced) control store."""
+
+    def __init__(self, config: ProjectConfig, store: ControlStore) -> None:
+        self.config = config
+        self.store = store
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, sync: bool = True) -> Project:
+        """Read and validate the project file, open its control store, sync its jobs."""
+        config = load_project_config(path)
+        store = ControlStore.open(config.control_url())
+        project = cls(config, store)
+        if sync:
+            project.sync()
+        return project
+
+    def sync(self) -> None:
+        """Upsert every job of the file into ``etl_jobs``; jobs gone from it become inactive."""
+        self.store.sync_jobs([_definition(job) for job in self.config.jobs.values()])
+
+    def migrate(self) -> tuple[str | None, str]:
+        return self.store.migrate()
+
+    # ------------------------------------------------------------------ jobs
+
+    def job(self, job_id: str) -> JobSpec:
+        """The definition of ``job_id`` in the project file."""
+        try:
+            return self.config.jobs[job_id]
+        except KeyError:
+            known = ", ".join(sorted(self.config.jobs)) or "none"
+            raise JobNotFoundError(
+                f"unknown job {job_id!r} in {self.config.path} (jobs: {known})"
+            ) from None
+
+    def jobs(self) -> list[JobRecord]:
+        return self.store.list_jobs()
+
+    def run(
+        self,
+        job_id: str,
+        *,
+        full_refresh: bool = False,
+        triggered_by: TriggeredBy | str = TriggeredBy.MANUAL,
+        observer: RunObserver | None = None,
+        cancel: CancelToken | None = None,
+    ) -> RunRecord:
+        """Run a job once; returns the finished run record (``success``, ``failed``…)."""
+        return run_job(
+            self.store,
+            self.config,
+            self.job(job_id),
+            triggered_by=TriggeredBy(triggered_by),
+            full_refresh=full_refresh,
+            observer=observer,
+            cancel=cancel,
+        )
+
+    def run_all(self, **options: Any) -> list[RunRecord]:
+        """Run every active job once, in file order."""
+        return [
+            self.run(job.job_id, **options) for job in self.config.jobs.values() if job.is_active
+        ]
+
+    # ------------------------------------------------------------------ reports
+
+    def status(self) -> list[tuple[JobRecord, RunRecord | None]]:
+        return self.store.latest_status()
+
+    def runs(
+        self,
+        job_id: str | None = None,
+        *,
+        status: RunStatus | str | None = None,
+        since: timedelta | str | datetime | None = None,
+        limit: int | None = 50,
+    ) -> list[RunRecord]:
+        if job_id is not None:
+            self.store.get_job(job_id)
+        if isinstance(since, str):
+            since = parse_duration(since)
+        if isinstance(since, timedelta):
+            since = self.store.now() - since
+        return self.store.list_runs(
+            job_id=job_id,
+            status=RunStatus(status) if status is not None else None,
+            since=since,
+            limit=limit,
+        )
+
+    # ------------------------------------------------------------------ watermarks
+
+    def watermark(self, job_id: str) -> WatermarkRecord | None:
+        self.store.get_job(job_id)
+        return self.store.get_watermark(job_id)
+
+    def set_watermark(self, job_id: str, value: str) -> WatermarkRecord:
+        """Set a watermark by hand, e.g. to backfill from a date: ``2024-01-01T00:00:00Z``,
+        ``2024-01-01T00:00:00Z/1234`` (with a tiebreaker), or an integer id."""
+        job = self.job(job_id)
+        if job.watermark is None:
+            raise ConfigError(f"job {job_id} has no watermark (load_type {job.load_type.value})")
+        mark = parse_watermark(value, job.watermark.type)
+        return self.store.set_watermark(
+            job_id, source_table=job.source.table, column=job.watermark.column, value=mark
+        )
+
+    def reset_watermark(self, job_id: str) -> None:
+        self.store.reset_watermark(job_id)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, job_id: str) -> dict[str, Any] | None:
+        return self.store.get_checkpoint(job_id)
+
+    def reset_checkpoint(self, job_id: str) -> None:
+        self.store.reset_checkpoint(job_id)
+
+
+def parse_watermark(value: str, kind: WatermarkType) -> Watermark:
+    """Parse a watermark typed by a user; raise ConfigError saying what is expected."""
+    text = value.strip()
+    try:
+        if kind is WatermarkType.INTEGER:
+            return Watermark(kind, id=int(text))
+        stamp, _, tiebreak = text.partition("/")
+        ts = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
+        return Watermark(
+            kind, ts=clock.ensure_utc(ts), id=int(tiebreak) if tiebreak.strip() else None
+        )
+    except ValueError:
+        expected = (
+            "an integer"
+            if kind is WatermarkType.INTEGER
+            else "an ISO 8601 timestamp such as 2024-01-31T12:00:00Z, optionally /ID"
+        )
+        raise ConfigError(f"watermark value {value!r} is not {expected}") from None
+
+
+def _definition(job: JobSpec) -> JobDefinition:
+    return JobDefinition(
+        job_id=job.job_id,
+        job_name=job.job_name,
+        description=job.description,
+        source_table=job.source.table,
+        target_table=job.target.table,
+        load_type=job.load_type.value,
+        schedule=job.schedule,
+        is_active=job.is_active,
+        timeout_seconds=job.timeout_seconds,
+        retry_count=job.retry_count,
+        definition=job.model_dump(mode="json", exclude={"job_id"}),
+    )

@@ -1,0 +1,471 @@
+"""The run: claim the job, plan the window, move batches, checkpoint, commit the mark, finish.
+
+This is the only place that decides when the watermark moves: after the target committed every row
+it covers, in the same control-store transaction that ends the run ``success``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from highmark import clock
+from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
+from highmark.config import JobSpec, ProjectConfig, ResolvedConnection, redact_url
+from highmark.destinations.sql import SqlDestination
+from highmark.errors import (
+    HighmarkError,
+    JobAlreadyRunningError,
+    LeaseLostError,
+    RunCancelledError,
+    SourceError,
+)
+from highmark.lease import LeaseKeeper, abandonment, this_host
+from highmark.models import (
+    Counts,
+    LoadType,
+    RunRecord,
+    RunStatus,
+    TriggeredBy,
+    Watermark,
+    WatermarkType,
+    later_of,
+)
+from highmark.redact import scrub
+from highmark.sources.base import Batch
+from highmark.sources.sql import SqlSource
+from highmark.store.store import ControlStore, RunHandle
+
+log = logging.getLogger(__name__)
+
+CLAIM_ATTEMPTS = 3
+
+
+class RunObserver(Protocol):
+    """Hears about a run's progress (the CLI draws a progress bar from it)."""
+
+    def started(self, job: JobSpec, run_id: int, description: str) -> None: ...
+
+    def progressed(self, counts: Counts, batch_number: int) -> None: ...
+
+    def finished(self, run: RunRecord) -> None: ...
+
+
+class QuietObserver:
+    def started(self, job: JobSpec, run_id: int, description: str) -> None:
+        log.info("run %s of %s started: %s", run_id, job.job_id, description)
+
+    def progressed(self, counts: Counts, batch_number: int) -> None:
+        log.debug("batch %s: %s", batch_number, counts)
+
+    def finished(self, run: RunRecord) -> None:
+        log.info("run %s of %s ended %s", run.run_id, run.job_id, run.run_status.value)
+
+
+@dataclass
+class CancelToken:
+    """Set from a signal handler or another thread; the run stops at the next batch boundary."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    reason: str = "cancelled"
+    signal_number: int | None = None
+
+    def cancel(self, reason: str, signal_number: int | None = None) -> None:
+        self.reason, self.signal_number = reason, signal_number
+        self.event.set()
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise RunCancelledError(self.reason, signal_number=self.signal_number)
+
+
+@dataclass
+class _Progress:
+    """What a run has done so far (mutable, owned by one run)."""
+
+    counts: Counts = Counts()
+    batch_number: int = 0
+    position: Watermark | None = None
+    max_key: Watermark | None = None
+    record_hint: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(config: ProjectConfig, name: str) -> ResolvedConnection:
+    spec = config.connections[name]
+    return ResolvedConnection(name=name, url=config.connection_url(name), timezone=spec.timezone)
+
+
+def run_job(
+    store: ControlStore,
+    config: ProjectConfig,
+    job: JobSpec,
+    *,
+    triggered_by: TriggeredBy = TriggeredBy.MANUAL,
+    full_refresh: bool = False,
+    observer: RunObserver | None = None,
+    cancel: CancelToken | None = None,
+) -> RunRecord:
+    """Run ``job`` once and return its finished ``etl_job_runs`` record.
+
+    A failed run is returned (status ``failed``), not raised; a run that cannot start because the
+    job is already running raises :class:`JobAlreadyRunningError`.
+    """
+    return _JobRun(store, config, job, triggered_by, full_refresh, observer, cancel).execute()
+
+
+class _JobRun:
+    def __init__(
+        self,
+        store: ControlStore,
+        config: ProjectConfig,
+        job: JobSpec,
+        triggered_by: TriggeredBy,
+        full_refresh: bool,
+        observer: RunObserver | None,
+        cancel: CancelToken | None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.job = job
+        self.triggered_by = triggered_by
+        self.full_refresh = full_refresh or job.load_type is LoadType.FULL
+        self.observer: RunObserver = observer or QuietObserver()
+        self.cancel = cancel or CancelToken()
+        self.progress = _Progress()
+        self.phase = "starting"
+        self.checkpoint: RunCheckpoint | None = None
+        self.lease: LeaseKeeper | None = None
+
+    # ------------------------------------------------------------------ outline
+
+    def execute(self) -> RunRecord:
+        committed = self._committed_watermark()
+        handle = self._claim(committed)
+        self.handle = handle
+        try:
+            with LeaseKeeper(self.store, handle) as lease:
+                self.lease = lease
+                self._work(committed)
+            self.phase = "finishing"
+            record = self.store.finish_success(
+                handle,
+                self.progress.counts,
+                source_table=self.job.source.table,
+                watermark_column=self.job.watermark.column if self.job.watermark else None,
+                watermark_end=self.progress.position if self.job.watermark else None,
+            )
+        except LeaseLostError:
+            raise
+        except RunCancelledError as exc:
+            record = self._finish(handle, RunStatus.CANCELLED, exc)
+        except Exception as exc:  # every failure is recorded on the run, then reported
+            record = self._finish(handle, RunStatus.FAILED, exc)
+        finally:
+            self._close()
+        self.observer.finished(record)
+        return record
+
+    def _committed_watermark(self) -> Watermark | None:
+        spec = self.job.watermark
+        record = self.store.get_watermark(self.job.job_id)
+        if spec is None or record is None:
+            return None
+        if record.watermark_type != spec.type.value or record.watermark_column != spec.column:
+            log.warning(
+                "job %s: the stored watermark is on %s (%s), the job's on %s (%s): starting over",
+                self.job.job_id, record.watermark_column, record.watermark_type,
+                spec.column, spec.type.value,
+            )  # fmt: skip
+            return None
+        return record.watermark()
+
+    def _claim(self, committed: Watermark | None) -> RunHandle:
+        for _ in range(CLAIM_ATTEMPTS):
+            handle = self.store.start_run(
+                self.job.job_id,
+                triggered_by=self.triggered_by.value,
+                host=this_host(),
+                pid=os.getpid(),
+                watermark_start=committed,
+            )
+            if handle is not None:
+                return handle
+            live = self.store.live_run(self.job.job_id)
+            if live is None:
+                continue  # it finished meanwhile
+            reason = abandonment(live, self.store.now())
+            if reason is None:
+                raise JobAlreadyRunningError(
+                    f"job {self.job.job_id} is already running: run {live.run_id} on "
+                    f"{live.host} (pid {live.pid}), started {_iso(live.started_at)}"
+                )
+            if self.store.abandon_run(live, reason):
+                log.warning("run %s of %s %s", live.run_id, self.job.job_id, reason)
+        raise JobAlreadyRunningError(f"job {self.job.job_id}: could not claim it; try again")
+
+    def _work(self, committed: Watermark | None) -> None:
+        self.phase = "connecting"
+        self.source = SqlSource(self._resolve(self.job.source.connection), self.job.source, self.job)
+        self.destination = SqlDestination(
+            self._resolve(self.job.target.connection), self.job.target, self.job
+        )
+        self.phase = "describing source"
+        schema = self.source.describe()
+        self.phase = "preparing target"
+        self.destination.prepare(schema)
+        previous = self._previous_checkpoint()
+        if previous is not None and previous.mode == "full":
+            self._full(previous)
+        elif self.full_refresh:
+            self._full(None)
+        else:
+            self._incremental(committed, previous)
+
+    def _resolve(self, name: str) -> ResolvedConnection:
+        return resolve(self.config, name)
+
+    def _previous_checkpoint(self) -> RunCheckpoint | None:
+        data = self.store.get_checkpoint(self.job.job_id)
+        if not data:
+            return None
+        checkpoint = RunCheckpoint.parse(self.job.job_id, data)
+        if checkpoint.run_id == self.handle.run_id:
+            return None
+        spec_type = self.job.watermark.type if self.job.watermark else None
+        if checkpoint.mode == "incremental" and (
+            self.full_refresh or checkpoint.watermark_type is not spec_type
+        ):
+            log.warning("job %s: discarding the checkpoint of run %s", self.job.job_id, checkpoint.run_id)
+            return None
+        log.info(
+            "job %s: resuming run %s's checkpoint at batch %s",
+            self.job.job_id, checkpoint.run_id, checkpoint.batch_number,
+        )  # fmt: skip
+        return checkpoint
+
+    # ------------------------------------------------------------------ incremental
+
+    def _incremental(self, committed: Watermark | None, previous: RunCheckpoint | None) -> None:
+        spec = self.job.watermark
+        assert spec is not None
+        recovering = previous is not None
+        inclusive = False
+        if previous is not None:
+            low = previous.position() or committed
+            inclusive = previous.inclusive
+            high = previous.window_high
+            reason = previous.window_high_reason or "pinned by the resumed checkpoint"
+            self.progress.position = low
+        else:
+            self.phase = "computing the upper bound"
+            bound = self.source.upper_bound(committed)
+            high, reason = bound.high, bound.reason
+            if bound.blind and not spec.lag:
+                raise SourceError(
+                    f"job {self.job.job_id}: the source role cannot see other sessions' "
+                    "transactions, so the safe upper bound is blind; grant it pg_read_all_stats "
+                    "(PostgreSQL) or PROCESS (MySQL/MariaDB), or set watermark.lag",
+                    retryable=False,
+                )
+            if bound.hold:
+                high = _low_value(committed)
+            low = committed
+            if low is not None and spec.lag and low.ts is not None:
+                low = Watermark(WatermarkType.TIMESTAMP, ts=low.ts - spec.lag)
+                inclusive = True
+            self.progress.position = committed
+        self.checkpoint_base = {
+            "mode": "incremental",
+            "watermark_type": spec.type,
+            "window_high": high,
+            "window_high_reason": reason,
+            "recovery_mode": recovering,
+        }
+        self.store.set_upper_bound(self.handle, _bound_text(high), reason)
+        self.observer.started(self.job, self.handle.run_id, self._describe(low, high, reason, recovering))
+        empty = high is None or (low is not None and _low_value(low) is not None and high < _low_value(low))  # type: ignore[operator]
+        if not empty:
+            self.phase = "reading"
+            for batch in self.source.read_window(
+                low, high, inclusive=inclusive, batch_size=self.job.batch_size
+            ):
+                self._write(batch)
+                if batch.last_key is not None:
+                    self.progress.position = later_of(self.progress.position, batch.last_key)
+                self._save_checkpoint(
+                    **watermark_fields("last_value", self.progress.position),
+                    # Without a tiebreaker the last timestamp may be cut in the middle of a tie:
+                    # a resume reads that timestamp again (the merge makes it harmless).
+                    inclusive=spec.type is WatermarkType.TIMESTAMP and not spec.tiebreaker,
+                )
+
+    def _write(self, batch: Batch) -> None:
+        self.cancel.check()
+        assert self.lease is not None
+        self.lease.check()
+        self.phase = "writing"
+        self.progress.record_hint = self._record_range(batch)
+        counts = self.destination.merge_batch(batch.rows)
+        self._count(counts.with_read(len(batch.rows)))
+
+    def _count(self, counts: Counts) -> None:
+        self.progress.counts = self.progress.counts + counts
+        self.progress.batch_number += 1
+        if self.lease is not None:
+            self.lease.counts = self.progress.counts
+        self.observer.progressed(self.progress.counts, self.progress.batch_number)
+
+    def _save_checkpoint(self, **fields: Any) -> None:
+        self.phase = "checkpointing"
+        data = {
+            **self.checkpoint_base,
+            **fields,
+            "run_id": self.handle.run_id,
+            "batch_number": self.progress.batch_number,
+            "total_rows_processed": self.progress.counts.rows_read,
+            "last_checkpoint_at": clock.now(),
+        }
+        checkpoint = RunCheckpoint.model_validate(data)
+        self.store.save_checkpoint(self.handle, checkpoint.to_json(), self.progress.counts)
+        self.phase = "reading"
+
+    # ------------------------------------------------------------------ full
+
+    def _full(self, previous: RunCheckpoint | None) -> None:
+        spec = self.job.watermark
+        recovering = previous is not None
+        after_pk = previous.primary_key() if previous is not None else None
+        if previous is not None:
+            high, reason = previous.window_high, previous.window_high_reason or "pinned"
+            self.progress.max_key = previous.max_key()
+        elif spec is not None:
+            self.phase = "computing the upper bound"
+            bound = self.source.upper_bound(None)
+            high, reason = (None, bound.reason) if bound.hold else (bound.high, bound.reason)
+        else:
+            high, reason = None, "full load"
+        self.checkpoint_base = {
+            "mode": "full",
+            "watermark_type": spec.type if spec else None,
+            "window_high": high,
+            "window_high_reason": reason,
+            "recovery_mode": recovering,
+        }
+        self.store.set_upper_bound(self.handle, _bound_text(high), reason)
+        self.observer.started(
+            self.job,
+            self.handle.run_id,
+            ("resuming full load" if recovering else "full load")
+            + f" of {self.job.source.table} into {self.job.target.table}",
+        )
+        self.phase = "staging"
+        self.destination.stage_begin(after_pk)
+        for batch in self.source.read_all(after_pk, high, batch_size=self.job.batch_size):
+            self.cancel.check()
+            assert self.lease is not None
+            self.lease.check()
+            self.progress.record_hint = self._record_range(batch)
+            self.destination.stage_batch(batch.rows)
+            self._count(Counts(rows_read=len(batch.rows)))
+            self.progress.max_key = later_of(self.progress.max_key, batch.max_key_within)
+            self._save_checkpoint(
+                last_pk=[encode_value(v) for v in batch.last_pk or ()],
+                **watermark_fields("max_key", self.progress.max_key),
+            )
+        self.cancel.check()
+        self.phase = "replacing the target"
+        merged = self.destination.stage_finish()
+        self.progress.counts = Counts(
+            rows_read=self.progress.counts.rows_read,
+            rows_written=merged.rows_written,
+            rows_updated=merged.rows_updated,
+            rows_deleted=merged.rows_deleted,
+        )
+        self.progress.position = self.progress.max_key
+
+    # ------------------------------------------------------------------ endings
+
+    def _finish(self, handle: RunHandle, status: RunStatus, exc: BaseException) -> RunRecord:
+        message = str(exc) if isinstance(exc, HighmarkError) else f"{type(exc).__name__}: {exc}"
+        retryable = exc.retryable if isinstance(exc, HighmarkError) else False
+        details: dict[str, Any] = {
+            "exception_type": type(exc).__name__,
+            "message": scrub(message),
+            "retryable": retryable,
+            "error_class": "retryable" if retryable else "permanent",
+            "phase": self.phase,
+            "batch_number": self.progress.batch_number + 1,
+            "stack": scrub("".join(traceback.format_exception(exc))),
+        }
+        if isinstance(exc, HighmarkError):
+            details.update(exc.details)
+        if isinstance(exc, RunCancelledError):
+            details["reason"] = "cancelled"
+            if exc.signal_number is not None:
+                details["signal"] = exc.signal_number
+        details.update(self.progress.record_hint)
+        log.debug("run %s failed", handle.run_id, exc_info=exc)
+        return self.store.finish_failed(
+            handle,
+            status=status,
+            error_message=message,
+            error_details=details,
+            counts=self.progress.counts,
+        )
+
+    def _close(self) -> None:
+        for part in ("source", "destination"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                obj.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _record_range(self, batch: Batch) -> dict[str, Any]:
+        if not batch.rows:
+            return {}
+        keys = self.job.primary_key
+        first, last = batch.rows[0], batch.rows[-1]
+
+        def pk(row: dict[str, Any]) -> Any:
+            values = [encode_value(_lookup(row, k)) for k in keys]
+            return values[0] if len(values) == 1 else values
+
+        return {"batch_first_record_id": pk(first), "batch_last_record_id": pk(last)}
+
+    def _describe(self, low: Watermark | None, high: Any, reason: str, recovering: bool) -> str:
+        start = "the beginning" if low is None else str(low)
+        prefix = "resuming " if recovering else ""
+        source = redact_url(self._resolve(self.job.source.connection).url)
+        return f"{prefix}{self.job.source.table} ({source}) after {start} up to {_bound_text(high)} ({reason})"
+
+
+def _lookup(row: dict[str, Any], name: str) -> Any:
+    if name in row:
+        return row[name]
+    lowered = name.lower()
+    return next((v for k, v in row.items() if k.lower() == lowered), None)
+
+
+def _low_value(mark: Watermark | None) -> datetime | int | None:
+    if mark is None:
+        return None
+    return mark.id if mark.type is WatermarkType.INTEGER else mark.ts
+
+
+def _bound_text(high: Any) -> str | None:
+    if high is None:
+        return None
+    if isinstance(high, datetime):
+        return _iso(high)
+    return str(high)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+

@@ -1,0 +1,314 @@
+"""SQL tables as a source: keyset reads by (timestamp, tiebreaker) or integer id, full reads by
+primary key, soft deletes; on SQLite, PostgreSQL and MySQL/MariaDB.
+
+Each read is one ordered query streamed in batches (one snapshot, one sort), started only after the
+upper bound was computed on a separate connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, true
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import NullType
+
+from highmark.config import JobSpec, ResolvedConnection, TableRef
+from highmark.db import get_engine
+from highmark.errors import SourceError, translate_db_error
+from highmark.models import Watermark, WatermarkType
+from highmark.sources.base import Batch, Bound
+from highmark.sources.sqlite_text import SqliteTextTimestamps
+from highmark.sqlschema import TableSchema, reflect
+from highmark.sqltypes import ColumnInfo, Converter, Family, TimestampKind, read_converter
+from highmark.window import inclusive_high, timestamp_cap
+
+
+class SqlSource:
+    """One source table of one job."""
+
+    def __init__(self, connection: ResolvedConnection, table: TableRef, job: JobSpec) -> None:
+        self.connection = connection
+        self.ref = table
+        self.job = job
+        self.zone = ZoneInfo(connection.timezone)
+        self.engine = get_engine(connection.url, "source")
+        self._schema: TableSchema | None = None
+        self._sqlite_text: SqliteTextTimestamps | None = None
+
+    # ------------------------------------------------------------------ schema
+
+    @contextmanager
+    def _errors(self, context: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            where = f"source {self.ref.table} on {self.connection.name}"
+            raise translate_db_error(exc, SourceError, f"{context} {where}") from exc
+
+    def describe(self) -> TableSchema:
+        if self._schema is None:
+            with self._errors("cannot read"), self.engine.connect() as conn:
+                schema = reflect(conn, self.ref.schema_name, self.ref.table_name)
+            if schema is None:
+                raise SourceError(
+                    f"source table {self.ref.table} does not exist on connection "
+                    f"{self.connection.name} ({self.connection.display_url})",
+                    retryable=False,
+                )
+            self._schema = schema
+            self._check_job_columns(schema)
+        return self._schema
+
+    def _check_job_columns(self, schema: TableSchema) -> None:
+        job = self.job
+        wanted: list[tuple[str, str]] = [(c, "primary_key") for c in job.primary_key]
+        if job.watermark:
+            wanted.append((job.watermark.column, "watermark.column"))
+            if job.watermark.tiebreaker:
+                wanted.append((job.watermark.tiebreaker, "watermark.tiebreaker"))
+        if job.soft_delete:
+            wanted.append((job.soft_delete.column, "soft_delete.column"))
+        for name, key in wanted:
+            if schema.find(name) is None:
+                raise SourceError(
+                    f"job {job.job_id}: {key}: column {name!r} does not exist in source table "
+                    f"{self.ref.table}",
+                    retryable=False,
+                )
+        if job.watermark:
+            column = self._column(job.watermark.column)
+            expected = (
+                {Family.TIMESTAMP}
+                if job.watermark.type is WatermarkType.TIMESTAMP
+                else {Family.INTEGER}
+            )
+            if column.family not in expected and not (
+                schema.dialect == "sqlite" and column.family in (Family.STRING, Family.OTHER)
+            ):
+                raise SourceError(
+                    f"job {job.job_id}: watermark.column: {column.name!r} is a {column.family} "
+                    f"column, not a {job.watermark.type.value} column",
+                    retryable=False,
+                )
+            if job.watermark.tiebreaker:
+                tiebreaker = self._column(job.watermark.tiebreaker)
+                if tiebreaker.family is not Family.INTEGER:
+                    raise SourceError(
+                        f"job {job.job_id}: watermark.tiebreaker: {tiebreaker.name!r} must be an "
+                        f"integer column (it is {tiebreaker.family})",
+                        retryable=False,
+                    )
+
+    def _column(self, name: str) -> ColumnInfo:
+        column = self.describe().find(name)
+        assert column is not None
+        return column
+
+    # ------------------------------------------------------------------ bounds
+
+    def upper_bound(self, low: Watermark | None) -> Bound:
+        assert self.job.watermark is not None
+        spec = self.job.watermark
+        column = self._column(spec.column)
+        if spec.type is WatermarkType.INTEGER:
+            with self._errors("cannot read the upper bound of"), self.engine.connect() as conn:
+                table = self.describe().clause([column.name])
+                high = conn.execute(select(func.max(table.c[column.name]))).scalar()
+            return Bound(
+                high=None if high is None else int(high),
+                reason=f"greatest {column.name} at run start",
+            )
+        with self._errors("cannot compute the upper bound of"), self.engine.connect() as conn:
+            cap = timestamp_cap(conn)
+            digits = self._timestamp_digits(conn, column)
+        return Bound(
+            high=inclusive_high(cap.cap, digits),
+            reason=cap.reason,
+            blind=cap.blind,
+            hold=cap.hold,
+        )
+
+    def _timestamp_digits(self, conn: Connection, column: ColumnInfo) -> int | None:
+        if column.timestamp_kind is TimestampKind.SQLITE_TEXT:
+            return self._sqlite_formats(conn).digits
+        if self.describe().dialect == "mysql":
+            return column.precision or 0  # MySQL's DATETIME/TIMESTAMP default to whole seconds
+        return column.precision
+
+    def _sqlite_formats(self, conn: Connection) -> SqliteTextTimestamps:
+        if self._sqlite_text is None:
+            assert self.job.watermark is not None
+            table = self.describe()
+            self._sqlite_text = SqliteTextTimestamps.detect(
+                conn, table.clause(), self._column(self.job.watermark.column).name, self.zone
+            )
+        return self._sqlite_text
+
+    # ------------------------------------------------------------------ reads
+
+    def read_window(
+        self, low: Watermark | None, high: datetime | int | None, *, inclusive: bool, batch_size: int
+    ) -> Iterator[Batch]:
+        spec = self.job.watermark
+        assert spec is not None
+        schema = self.describe()
+        table = schema.clause()
+        wm = table.c[self._column(spec.column).name]
+        tb = table.c[self._column(spec.tiebreaker).name] if spec.tiebreaker else None
+        with self._errors("cannot read"), self.engine.connect() as conn:
+            compare = self._comparator(conn)
+            conditions: list[ColumnElement[bool]] = []
+            if low is not None:
+                low_value = low.id if spec.type is WatermarkType.INTEGER else low.ts
+                if inclusive or (tb is not None and low.id is None):
+                    conditions.append(compare(wm, ">=", low_value))
+                elif tb is not None:
+                    conditions.append(
+                        or_(
+                            compare(wm, ">", low_value),
+                            and_(compare(wm, "=", low_value), tb > _raw(low.id)),
+                        )
+                    )
+                else:
+                    conditions.append(compare(wm, ">", low_value))
+            if high is not None:
+                conditions.append(compare(wm, "<=", high))
+            where: ColumnElement[bool] = and_(true(), *conditions)
+            if spec.on_null == "include":
+                where = or_(where, wm.is_(None))
+            order = [wm, *([tb] if tb is not None else [])]
+            query = select(table).where(where).order_by(*order)
+            yield from self._stream(conn, query, batch_size, self._key_of)
+
+    def read_all(
+        self, after_pk: tuple[Any, ...] | None, high: datetime | int | None, *, batch_size: int
+    ) -> Iterator[Batch]:
+        schema = self.describe()
+        table = schema.clause()
+        pk_cols = [table.c[self._column(c).name] for c in self.job.primary_key]
+        conditions: list[ColumnElement[bool]] = []
+        if after_pk is not None:
+            conditions.append(keyset_after(pk_cols, list(after_pk)))
+        if self.job.soft_delete and self.job.soft_delete.mode == "delete":
+            conditions.append(table.c[self._column(self.job.soft_delete.column).name].is_(None))
+        query = select(table).where(and_(true(), *conditions)).order_by(*pk_cols)
+        spec = self.job.watermark
+        with self._errors("cannot read"), self.engine.connect() as conn:
+            if spec is not None and self._column(spec.column).timestamp_kind is TimestampKind.SQLITE_TEXT:
+                self._sqlite_formats(conn)
+
+            def key_within(row: dict[str, Any]) -> Watermark | None:
+                key = self._key_of(row) if spec is not None else None
+                if key is None or high is None:
+                    return key
+                value = key.id if key.type is WatermarkType.INTEGER else key.ts
+                return key if value is not None and value <= high else None  # type: ignore[operator]
+
+            yield from self._stream(conn, query, batch_size, key_within, pk_names=self.job.primary_key)
+
+    def _stream(
+        self,
+        conn: Connection,
+        query: Any,
+        batch_size: int,
+        key_of: Callable[[dict[str, Any]], Watermark | None],
+        pk_names: list[str] | None = None,
+    ) -> Iterator[Batch]:
+        schema = self.describe()
+        converters: list[tuple[str, Converter | None]] = [
+            (c.name, read_converter(c, self.zone)) for c in schema.columns
+        ]
+        pk_columns = [self._column(n).name for n in pk_names] if pk_names else None
+        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+        for partition in result.partitions(batch_size):
+            rows = []
+            for raw in partition:
+                rows.append(
+                    {
+                        name: (convert(value) if convert is not None and value is not None else value)
+                        for (name, convert), value in zip(converters, raw, strict=True)
+                    }
+                )
+            keys = [k for k in (key_of(r) for r in rows) if k is not None]
+            if pk_columns is None:
+                yield Batch(rows=rows, last_key=keys[-1] if keys else None)
+            else:
+                last_pk = tuple(rows[-1][c] for c in pk_columns)
+                yield Batch(rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None)
+
+    def _key_of(self, row: dict[str, Any]) -> Watermark | None:
+        spec = self.job.watermark
+        assert spec is not None
+        value = row[self._column(spec.column).name]
+        if value is None:
+            return None
+        if spec.type is WatermarkType.INTEGER:
+            return Watermark(WatermarkType.INTEGER, id=int(value))
+        tiebreak = row[self._column(spec.tiebreaker).name] if spec.tiebreaker else None
+        if not isinstance(value, datetime):
+            raise SourceError(
+                f"job {self.job.job_id}: watermark column {spec.column!r} holds {value!r}, "
+                "which is not a timestamp",
+                retryable=False,
+            )
+        return Watermark(WatermarkType.TIMESTAMP, ts=value, id=None if tiebreak is None else int(tiebreak))
+
+    def _comparator(
+        self, conn: Connection
+    ) -> Callable[[Any, str, Any], ColumnElement[bool]]:
+        """Compare the watermark column with a canonical value, in the column's own terms."""
+        spec = self.job.watermark
+        assert spec is not None
+        column = self._column(spec.column)
+        if spec.type is WatermarkType.INTEGER:
+            return lambda col, op, value: _operate(col, op, _raw(value))
+        kind = column.timestamp_kind
+        if kind is TimestampKind.SQLITE_TEXT:
+            return self._sqlite_formats(conn).comparator()
+        zone = self.zone
+
+        def compare(col: Any, op: str, value: Any) -> ColumnElement[bool]:
+            if kind is TimestampKind.AWARE:
+                bound = value
+            elif kind is TimestampKind.UTC_NAIVE:
+                bound = value.astimezone(UTC).replace(tzinfo=None)
+            else:
+                bound = value.astimezone(zone).replace(tzinfo=None)
+            return _operate(col, op, _raw(bound))
+
+        return compare
+
+    def close(self) -> None:
+        """Sources hold no connection between reads."""
+
+
+def _raw(value: Any) -> Any:
+    """A bound parameter handed to the driver as is (no SQLAlchemy type processing)."""
+    return bindparam(None, value, type_=NullType())
+
+
+def _operate(col: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == ">":
+        return col > value  # type: ignore[no-any-return]
+    if op == ">=":
+        return col >= value  # type: ignore[no-any-return]
+    if op == "<=":
+        return col <= value  # type: ignore[no-any-return]
+    if op == "=":
+        return col == value  # type: ignore[no-any-return]
+    raise ValueError(op)
+
+
+def keyset_after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
+    """``(c1, c2, …) > (v1, v2, …)`` expanded so that every database can use an index."""
+    clauses = []
+    for i, col in enumerate(columns):
+        equal = [columns[j] == _raw(values[j]) for j in range(i)]
+        clauses.append(and_(*equal, col > _raw(values[i])))
+    return or_(*clauses)

@@ -1,0 +1,326 @@
+"""Column types across SQLite, PostgreSQL and MySQL/MariaDB.
+
+highmark reads and writes raw driver values and converts them here, at the edge, so that what
+crosses a run is one canonical Python value per type family:
+
+=========  ==========================================================================
+family     canonical value
+=========  ==========================================================================
+timestamp  ``datetime``, timezone-aware, UTC (naive source values are read in the
+           connection's ``timezone``)
+decimal    ``Decimal``            date / time   ``date`` / ``time``
+json       ``dict``/``list``/…    binary        ``bytes``
+=========  ==========================================================================
+
+It also decides the type of a column created in a new target, and whether an existing target
+column can take a source column.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import types as sqltypes
+from sqlalchemy.dialects import mysql, postgresql
+
+Converter = Callable[[Any], Any]
+
+SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_MYSQL_MAX_VARCHAR = 16_000
+_MYSQL_KEY_VARCHAR = 255
+
+
+class Family(enum.StrEnum):
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    FLOAT = "float"
+    BOOLEAN = "boolean"
+    STRING = "string"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+    TIME = "time"
+    INTERVAL = "interval"
+    BINARY = "binary"
+    JSON = "json"
+    UUID = "uuid"
+    ARRAY = "array"
+    OTHER = "other"
+
+
+class TimestampKind(enum.StrEnum):
+    """How a timestamp column holds its instant."""
+
+    AWARE = "aware"  # PostgreSQL timestamptz: the driver hands back aware values
+    UTC_NAIVE = "utc_naive"  # MySQL TIMESTAMP read in a UTC session
+    LOCAL_NAIVE = "local_naive"  # PostgreSQL timestamp, MySQL DATETIME: wall time in a zone
+    SQLITE_TEXT = "sqlite_text"  # SQLite: ISO text (or epoch numbers)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """A reflected column: its name, type, nullability and family."""
+
+    name: str
+    type: sqltypes.TypeEngine[Any]
+    nullable: bool
+    family: Family
+    dialect: str
+    timestamp_kind: TimestampKind | None = None
+
+    @property
+    def precision(self) -> int | None:
+        """Fractional-second digits of a timestamp column, when the database says."""
+        for attr in ("fsp", "precision"):
+            value = getattr(self.type, attr, None)
+            if isinstance(value, int):
+                return value
+        return None
+
+
+def family_of(type_: sqltypes.TypeEngine[Any]) -> Family:
+    checks: list[tuple[type[Any] | tuple[type[Any], ...], Family]] = [
+        (sqltypes.Boolean, Family.BOOLEAN),
+        (sqltypes.Integer, Family.INTEGER),
+        (sqltypes.Float, Family.FLOAT),
+        (sqltypes.Numeric, Family.DECIMAL),
+        (sqltypes.DateTime, Family.TIMESTAMP),
+        (sqltypes.Date, Family.DATE),
+        (sqltypes.Time, Family.TIME),
+        (sqltypes.Interval, Family.INTERVAL),
+        (sqltypes.JSON, Family.JSON),
+        (sqltypes.Uuid, Family.UUID),
+        (sqltypes.ARRAY, Family.ARRAY),
+        (sqltypes._Binary, Family.BINARY),
+        ((sqltypes.String, sqltypes.Enum), Family.STRING),
+    ]
+    if isinstance(type_, postgresql.INTERVAL):
+        return Family.INTERVAL
+    if isinstance(type_, mysql.BIT):
+        return Family.INTEGER
+    if isinstance(type_, mysql.YEAR):
+        return Family.INTEGER
+    for cls, family in checks:
+        if isinstance(type_, cls):
+            return family
+    if isinstance(type_, sqltypes.NullType):
+        return Family.STRING
+    return Family.OTHER
+
+
+def timestamp_kind(type_: sqltypes.TypeEngine[Any], dialect: str) -> TimestampKind:
+    if dialect == "sqlite":
+        return TimestampKind.SQLITE_TEXT
+    if dialect == "postgresql":
+        return TimestampKind.AWARE if getattr(type_, "timezone", False) else TimestampKind.LOCAL_NAIVE
+    if isinstance(type_, sqltypes.TIMESTAMP):
+        return TimestampKind.UTC_NAIVE
+    return TimestampKind.LOCAL_NAIVE
+
+
+def column_info(name: str, type_: sqltypes.TypeEngine[Any], nullable: bool, dialect: str) -> ColumnInfo:
+    family = family_of(type_)
+    kind = timestamp_kind(type_, dialect) if family is Family.TIMESTAMP else None
+    return ColumnInfo(
+        name=name, type=type_, nullable=nullable, family=family, dialect=dialect, timestamp_kind=kind
+    )
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def to_utc(value: datetime, kind: TimestampKind, zone: ZoneInfo) -> datetime:
+    """Interpret a driver's datetime as an instant, in UTC."""
+    if value.tzinfo is not None:
+        return value.astimezone(UTC)
+    if kind is TimestampKind.UTC_NAIVE:
+        return value.replace(tzinfo=UTC)
+    return value.replace(tzinfo=zone).astimezone(UTC)
+
+
+def read_converter(column: ColumnInfo, zone: ZoneInfo) -> Converter | None:
+    """Driver value -> canonical value, or None when the driver's value is already canonical."""
+    family = column.family
+    if family is Family.TIMESTAMP:
+        kind = column.timestamp_kind or TimestampKind.LOCAL_NAIVE
+
+        def timestamp(value: Any) -> Any:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value.strip())
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                return datetime.fromtimestamp(value, UTC)
+            elif isinstance(value, date) and not isinstance(value, datetime):
+                value = datetime.combine(value, time())
+            return to_utc(value, kind, zone)
+
+        return timestamp
+    if family is Family.DATE:
+        return lambda v: date.fromisoformat(v[:10]) if isinstance(v, str) else (
+            v.date() if isinstance(v, datetime) else v
+        )
+    if family is Family.TIME:
+        return lambda v: time.fromisoformat(v) if isinstance(v, str) else (
+            (datetime.min + v).time() if isinstance(v, timedelta) else v
+        )
+    if family is Family.DECIMAL:
+        return lambda v: v if v is None or isinstance(v, Decimal) else Decimal(str(v))
+    if family is Family.BOOLEAN:
+        return lambda v: v if v is None else bool(v)
+    if family is Family.JSON:
+        return lambda v: json.loads(v) if isinstance(v, str | bytes) else v
+    if family is Family.BINARY:
+        return lambda v: bytes(v) if isinstance(v, memoryview | bytearray) else v
+    return None
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def write_converter(column: ColumnInfo, dialect: str, zone: ZoneInfo) -> Converter | None:
+    """Canonical value -> what the target's driver takes for ``column``."""
+    family = column.family
+    if family is Family.TIMESTAMP:
+        kind = column.timestamp_kind or TimestampKind.LOCAL_NAIVE
+
+        def timestamp(value: Any) -> Any:
+            if not isinstance(value, datetime):
+                return value
+            aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+            if kind is TimestampKind.AWARE:
+                return aware
+            local = aware.astimezone(UTC if kind is TimestampKind.UTC_NAIVE else zone)
+            naive = local.replace(tzinfo=None)
+            return naive.strftime(SQLITE_TIMESTAMP_FORMAT) if dialect == "sqlite" else naive
+
+        return timestamp
+    if dialect == "sqlite":
+        if family in (Family.DATE, Family.TIME):
+            return lambda v: v.isoformat() if isinstance(v, date | time) else v
+        if family is Family.DECIMAL:
+            return lambda v: str(v) if isinstance(v, Decimal) else v
+        if family is Family.FLOAT:
+            return lambda v: float(v) if isinstance(v, Decimal) else v
+    if family is Family.JSON:
+        if dialect == "postgresql":
+            from psycopg.types.json import Json, Jsonb
+
+            wrapper = Jsonb if isinstance(column.type, postgresql.JSONB) else Json
+            return lambda v: v if v is None else wrapper(v)
+        return lambda v: v if v is None or isinstance(v, str) else json.dumps(v)
+    if family is Family.BOOLEAN:
+        return lambda v: v if v is None else bool(v)
+    if family is Family.INTEGER:
+        return lambda v: int(v) if isinstance(v, bool | Decimal) else v
+    if family is Family.DECIMAL:
+        return lambda v: Decimal(str(v)) if isinstance(v, float) else v
+    if family is Family.FLOAT:
+        return lambda v: float(v) if isinstance(v, Decimal) else v
+    if family in (Family.STRING, Family.UUID, Family.OTHER, Family.INTERVAL):
+        if family is Family.UUID and dialect == "postgresql":
+            return None
+        return _to_text
+    if family is Family.ARRAY and dialect != "postgresql":
+        return lambda v: v if v is None else json.dumps(v, default=str)
+    return None
+
+
+def _to_text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- DDL
+
+
+def target_type(column: ColumnInfo, dialect: str, *, in_key: bool) -> sqltypes.TypeEngine[Any]:
+    """The type of ``column`` in a target created on ``dialect``."""
+    source = column.type
+    family = column.family
+    if family is Family.INTEGER:
+        if isinstance(source, sqltypes.SmallInteger) and not isinstance(source, sqltypes.BigInteger):
+            return sqltypes.SmallInteger()
+        # SQLite's INTEGER is 64-bit: it becomes BIGINT elsewhere.
+        if isinstance(source, sqltypes.BigInteger) or column.dialect == "sqlite":
+            return sqltypes.BigInteger()
+        return sqltypes.Integer()
+    if family is Family.DECIMAL:
+        numeric = source if isinstance(source, sqltypes.Numeric) else sqltypes.Numeric()
+        if numeric.precision is not None:
+            return sqltypes.Numeric(numeric.precision, numeric.scale)
+        return mysql.DECIMAL(65, 30) if dialect == "mysql" else sqltypes.Numeric()
+    if family is Family.FLOAT:
+        return sqltypes.Double()
+    if family is Family.BOOLEAN:
+        return sqltypes.Boolean(create_constraint=False)
+    if family is Family.TIMESTAMP:
+        precision = column.precision
+        if dialect == "postgresql":
+            return postgresql.TIMESTAMP(timezone=True, precision=precision)
+        if dialect == "mysql":
+            return mysql.DATETIME(fsp=6 if precision is None else precision)
+        return sqltypes.DateTime()
+    if family is Family.DATE:
+        return sqltypes.Date()
+    if family is Family.TIME:
+        return sqltypes.Time()
+    if family is Family.BINARY:
+        return mysql.LONGBLOB() if dialect == "mysql" else sqltypes.LargeBinary()
+    if family is Family.JSON or family is Family.ARRAY and dialect != "postgresql":
+        return postgresql.JSONB() if dialect == "postgresql" else sqltypes.JSON()
+    if family is Family.ARRAY:
+        return source
+    if family is Family.UUID:
+        return postgresql.UUID() if dialect == "postgresql" else sqltypes.String(36)
+    if family is Family.INTERVAL and dialect == "postgresql":
+        return postgresql.INTERVAL()
+    length = getattr(source, "length", None)
+    if dialect == "mysql":
+        if in_key:
+            return sqltypes.String(min(length or _MYSQL_KEY_VARCHAR, 768))
+        if length is None or length > _MYSQL_MAX_VARCHAR:
+            return mysql.LONGTEXT()
+    if length is not None and family is Family.STRING:
+        return sqltypes.String(length)
+    return sqltypes.Text()
+
+
+_COMPATIBLE: dict[Family, set[Family]] = {
+    Family.INTEGER: {Family.INTEGER, Family.DECIMAL, Family.FLOAT, Family.BOOLEAN},
+    Family.BOOLEAN: {Family.BOOLEAN, Family.INTEGER},
+    Family.DECIMAL: {Family.DECIMAL, Family.FLOAT},
+    Family.FLOAT: {Family.FLOAT, Family.DECIMAL},
+    Family.STRING: {Family.STRING, Family.UUID, Family.JSON},
+    Family.UUID: {Family.UUID, Family.STRING},
+    Family.JSON: {Family.JSON, Family.STRING},
+    Family.ARRAY: {Family.ARRAY, Family.JSON, Family.STRING},
+    Family.INTERVAL: {Family.INTERVAL, Family.STRING},
+    Family.OTHER: {Family.OTHER, Family.STRING},
+}
+
+
+def compatible(source: ColumnInfo, target: ColumnInfo) -> bool:
+    """Can ``target`` hold every value of ``source`` without changing its meaning?"""
+    return target.family in _COMPATIBLE.get(source.family, {source.family})
+
+
+def describe_type(column: ColumnInfo) -> str:
+    try:
+        return str(column.type.compile())
+    except Exception:  # some reflected types compile only on their own dialect
+        return type(column.type).__name__

@@ -1,0 +1,595 @@
+"""ControlStore: one method per operation on the control tables.
+
+All control-table SQL lives here. Every write that touches a live run is a compare-and-set on the
+run's state and its owner's fencing token (``owner_token``): a process that lost its run (it was
+declared abandoned, or cancelled) can never overwrite what happened to it. Timestamps come from the
+control database's clock, so that several machines agree on leases.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, text, update
+from sqlalchemy import delete as sa_delete
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from highmark.clock import ensure_utc
+from highmark.db import get_engine
+from highmark.errors import (
+    JobNotFoundError,
+    LeaseLostError,
+    StoreError,
+    translate_db_error,
+)
+from highmark.models import (
+    Counts,
+    JobRecord,
+    RunRecord,
+    RunStatus,
+    Watermark,
+    WatermarkRecord,
+)
+from highmark.redact import scrub
+from highmark.store import migrate
+from highmark.store.tables import etl_job_runs, etl_jobs, etl_watermarks
+
+MAX_ERROR_MESSAGE_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """What the owner of a live run holds: its id and its fencing token."""
+
+    run_id: int
+    job_id: str
+    owner_token: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    """What :meth:`ControlStore.sync_jobs` writes for one job (a row of ``etl_jobs``)."""
+
+    job_id: str
+    job_name: str
+    description: str | None
+    source_table: str
+    target_table: str
+    load_type: str
+    schedule: str | None
+    is_active: bool
+    timeout_seconds: int
+    retry_count: int
+    definition: dict[str, Any]
+
+
+class ControlStore:
+    """The control tables of one database (SQLite, PostgreSQL or MySQL/MariaDB)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ opening and schema
+
+    @classmethod
+    def open(cls, url: URL, *, migrate_schema: bool = True) -> ControlStore:
+        """Open the store at ``url``, bringing its schema up to date unless told not to."""
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        store = cls(get_engine(url, "control"))
+        if migrate_schema:
+            store.ensure_schema()
+        return store
+
+    def ensure_schema(self) -> None:
+        """Upgrade a new or older store; refuse a store newer than this code."""
+        with self._errors("cannot open the control store"):
+            if not migrate.is_current(self.engine):
+                migrate.upgrade(self.engine)
+
+    def migrate(self) -> tuple[str | None, str]:
+        with self._errors("cannot migrate the control store"):
+            return migrate.upgrade(self.engine)
+
+    @contextmanager
+    def _errors(self, context: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise translate_db_error(exc, StoreError, context) from exc
+
+    @contextmanager
+    def _begin(self, context: str) -> Iterator[Connection]:
+        with self._errors(context), self.engine.begin() as connection:
+            yield connection
+
+    def _now(self, connection: Connection) -> datetime:
+        """The control database's clock, as an aware UTC datetime."""
+        dialect = connection.dialect.name
+        if dialect == "postgresql":
+            value = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+        elif dialect == "mysql":
+            value = connection.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one()
+        else:
+            value = connection.execute(
+                text("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+            ).scalar_one()
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return ensure_utc(value)
+
+    def now(self) -> datetime:
+        with self._begin("cannot read the control store's clock") as connection:
+            return self._now(connection)
+
+    # ------------------------------------------------------------------ jobs
+
+    def sync_jobs(self, definitions: Sequence[JobDefinition]) -> None:
+        """Upsert the project's jobs; jobs no longer defined become inactive, keeping history."""
+        wanted = {d.job_id: d for d in definitions}
+        for attempt in range(2):
+            try:
+                with self._begin("cannot sync jobs into etl_jobs") as connection:
+                    self._sync_jobs(connection, wanted)
+                return
+            except StoreError:
+                if attempt:  # a concurrent process inserted the same job: one retry settles it
+                    raise
+
+    def _sync_jobs(self, connection: Connection, wanted: dict[str, JobDefinition]) -> None:
+        columns = [
+            "job_name", "description", "source_table", "target_table", "load_type",
+            "schedule", "is_active", "timeout_seconds", "retry_count", "definition",
+        ]  # fmt: skip
+        existing = {
+            row.job_id: row
+            for row in connection.execute(select(etl_jobs.c.job_id, *(etl_jobs.c[c] for c in columns)))
+        }
+        now = self._now(connection)
+        for job_id, definition in wanted.items():
+            values = {c: getattr(definition, c) for c in columns}
+            row = existing.get(job_id)
+            if row is None:
+                connection.execute(
+                    insert(etl_jobs).values(job_id=job_id, created_at=now, updated_at=now, **values)
+                )
+            elif any(getattr(row, c) != values[c] for c in columns):
+                connection.execute(
+                    update(etl_jobs)
+                    .where(etl_jobs.c.job_id == job_id)
+                    .values(updated_at=now, **values)
+                )
+        gone = [job_id for job_id, row in existing.items() if job_id not in wanted and row.is_active]
+        if gone:
+            connection.execute(
+                update(etl_jobs)
+                .where(etl_jobs.c.job_id.in_(gone))
+                .values(is_active=False, updated_at=now)
+            )
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with self._begin("cannot read etl_jobs") as connection:
+            row = connection.execute(select(etl_jobs).where(etl_jobs.c.job_id == job_id)).first()
+        if row is None:
+            raise JobNotFoundError(f"unknown job {job_id!r}")
+        return JobRecord.from_row(row)
+
+    def list_jobs(self, *, active_only: bool = False) -> list[JobRecord]:
+        query = select(etl_jobs).order_by(etl_jobs.c.job_id)
+        if active_only:
+            query = query.where(etl_jobs.c.is_active.is_(True))
+        with self._begin("cannot read etl_jobs") as connection:
+            return [JobRecord.from_row(row) for row in connection.execute(query)]
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def get_checkpoint(self, job_id: str) -> dict[str, Any] | None:
+        return self.get_job(job_id).checkpoint_data
+
+    def reset_checkpoint(self, job_id: str) -> None:
+        self.get_job(job_id)
+        with self._begin("cannot reset the checkpoint") as connection:
+            connection.execute(
+                update(etl_jobs).where(etl_jobs.c.job_id == job_id).values(checkpoint_data=None)
+            )
+
+    def save_checkpoint(
+        self, handle: RunHandle, checkpoint: dict[str, Any], counts: Counts
+    ) -> None:
+        """Record progress of a live run: its counts, a heartbeat and the job's checkpoint."""
+        with self._begin("cannot save the checkpoint") as connection:
+            self._touch_run(connection, handle, counts)
+            connection.execute(
+                update(etl_jobs)
+                .where(etl_jobs.c.job_id == handle.job_id)
+                .values(checkpoint_data=checkpoint)
+            )
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(
+        self,
+        job_id: str,
+        *,
+        triggered_by: str,
+        host: str,
+        pid: int,
+        watermark_start: Watermark | None,
+    ) -> RunHandle | None:
+        """Insert the run's row as ``running``; None when the job already has a live run.
+
+        The unique ``live_job_id`` makes the database itself refuse a second live run.
+        """
+        token = uuid.uuid4().hex
+        with self._errors("cannot start a run"):
+            try:
+                return self._insert_run(job_id, token, triggered_by, host, pid, watermark_start)
+            except IntegrityError as exc:
+                # Every database names the violated key's column in its message.
+                if "live_job_id" in str(exc.orig):
+                    return None
+                raise
+
+    def _insert_run(
+        self,
+        job_id: str,
+        token: str,
+        triggered_by: str,
+        host: str,
+        pid: int,
+        watermark_start: Watermark | None,
+    ) -> RunHandle:
+        with self.engine.begin() as connection:
+            now = self._now(connection)
+            result = connection.execute(
+                insert(etl_job_runs).values(
+                    job_id=job_id,
+                    run_status=RunStatus.RUNNING.value,
+                    started_at=now,
+                    heartbeat_at=now,
+                    triggered_by=triggered_by,
+                    host=host,
+                    pid=pid,
+                    owner_token=token,
+                    live_job_id=job_id,
+                    rows_read=0, rows_written=0, rows_updated=0, rows_deleted=0,
+                    **_watermark_columns("watermark_start", watermark_start),
+                )  # fmt: skip
+            )
+            run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return RunHandle(run_id=run_id, job_id=job_id, owner_token=token, started_at=now)
+
+    def live_run(self, job_id: str) -> RunRecord | None:
+        with self._begin("cannot read etl_job_runs") as connection:
+            row = connection.execute(
+                select(etl_job_runs).where(etl_job_runs.c.live_job_id == job_id)
+            ).first()
+        return RunRecord.from_row(row) if row else None
+
+    def set_upper_bound(self, handle: RunHandle, bound: str | None, reason: str | None) -> None:
+        with self._begin("cannot record the run's upper bound") as connection:
+            self._cas_run(connection, handle, upper_bound=bound, upper_bound_reason=reason)
+
+    def heartbeat(self, handle: RunHandle, counts: Counts | None = None) -> None:
+        with self._begin("cannot heartbeat the run") as connection:
+            self._touch_run(connection, handle, counts)
+
+    def _touch_run(self, connection: Connection, handle: RunHandle, counts: Counts | None) -> None:
+        values: dict[str, Any] = {"heartbeat_at": self._now(connection)}
+        if counts is not None:
+            values.update(_count_columns(counts))
+        self._cas_run(connection, handle, **values)
+
+    def _cas_run(self, connection: Connection, handle: RunHandle, **values: Any) -> None:
+        """Update a live run only if this process still owns it; otherwise raise LeaseLostError."""
+        result = connection.execute(
+            update(etl_job_runs)
+            .where(
+                etl_job_runs.c.run_id == handle.run_id,
+                etl_job_runs.c.owner_token == handle.owner_token,
+                etl_job_runs.c.run_status == RunStatus.RUNNING.value,
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            current = connection.execute(
+                select(etl_job_runs.c.run_status, etl_job_runs.c.error_message).where(
+                    etl_job_runs.c.run_id == handle.run_id
+                )
+            ).first()
+            state = f"{current.run_status}: {current.error_message}" if current else "gone"
+            raise LeaseLostError(f"run {handle.run_id} is no longer owned by this process ({state})")
+
+    def finish_success(
+        self,
+        handle: RunHandle,
+        counts: Counts,
+        *,
+        source_table: str,
+        watermark_column: str | None,
+        watermark_end: Watermark | None,
+    ) -> RunRecord:
+        """End a run ``success`` and move the watermark, in one transaction.
+
+        The watermark moves only forward; the checkpoint is cleared.
+        """
+        with self._begin("cannot finish the run") as connection:
+            now = self._now(connection)
+            committed = None
+            if watermark_end is not None and watermark_column is not None:
+                committed = self._advance_watermark(
+                    connection, handle, source_table, watermark_column, watermark_end, now
+                )
+            else:
+                committed = _read_watermark(connection, handle.job_id)
+            self._cas_run(
+                connection,
+                handle,
+                run_status=RunStatus.SUCCESS.value,
+                finished_at=now,
+                duration_seconds=_duration(handle.started_at, now),
+                heartbeat_at=now,
+                live_job_id=None,
+                **_count_columns(counts),
+                **_watermark_columns("watermark_end", committed),
+            )
+            connection.execute(
+                update(etl_jobs)
+                .where(etl_jobs.c.job_id == handle.job_id)
+                .values(checkpoint_data=None)
+            )
+        return self.get_run(handle.run_id)
+
+    def _advance_watermark(
+        self,
+        connection: Connection,
+        handle: RunHandle,
+        source_table: str,
+        column: str,
+        candidate: Watermark,
+        now: datetime,
+    ) -> Watermark:
+        current_row = connection.execute(
+            _for_update(
+                select(etl_watermarks).where(etl_watermarks.c.job_id == handle.job_id),
+                connection,
+            )
+        ).first()
+        current = WatermarkRecord.from_row(current_row).watermark() if current_row else None
+        if current is not None and current.type is candidate.type and current >= candidate:
+            return current  # never backward; nothing newer was loaded
+        values = {
+            "source_table": source_table,
+            "watermark_column": column,
+            "watermark_type": candidate.type.value,
+            "last_value_timestamp": candidate.ts,
+            "last_value_integer": candidate.id,
+            "last_successful_run_id": handle.run_id,
+            "last_updated_at": now,
+        }
+        if current_row is None:
+            connection.execute(insert(etl_watermarks).values(job_id=handle.job_id, **values))
+        else:
+            connection.execute(
+                update(etl_watermarks)
+                .where(etl_watermarks.c.job_id == handle.job_id)
+                .values(**values)
+            )
+        return candidate
+
+    def finish_failed(
+        self,
+        handle: RunHandle,
+        *,
+        status: RunStatus,
+        error_message: str,
+        error_details: dict[str, Any] | None,
+        counts: Counts,
+    ) -> RunRecord:
+        """End a run ``failed`` or ``cancelled``; the watermark stays, the checkpoint is kept."""
+        with self._begin("cannot finish the run") as connection:
+            now = self._now(connection)
+            self._cas_run(
+                connection,
+                handle,
+                run_status=status.value,
+                finished_at=now,
+                duration_seconds=_duration(handle.started_at, now),
+                heartbeat_at=now,
+                live_job_id=None,
+                error_message=_clip(scrub(error_message)),
+                error_details=_scrub_json(error_details),
+                **_count_columns(counts),
+            )
+        return self.get_run(handle.run_id)
+
+    def abandon_run(self, run: RunRecord, reason: str) -> bool:
+        """Mark a live run whose owner is gone as ``failed``; False if it changed meanwhile."""
+        with self._begin("cannot mark the run abandoned") as connection:
+            now = self._now(connection)
+            result = connection.execute(
+                update(etl_job_runs)
+                .where(
+                    etl_job_runs.c.run_id == run.run_id,
+                    etl_job_runs.c.run_status == RunStatus.RUNNING.value,
+                    _same_token(run),
+                )
+                .values(
+                    run_status=RunStatus.FAILED.value,
+                    finished_at=now,
+                    duration_seconds=_duration(run.started_at, now),
+                    live_job_id=None,
+                    error_message=_clip(reason),
+                    error_details={
+                        "reason": "abandoned",
+                        "retryable": True,
+                        "exception_type": "AbandonedRun",
+                        "message": reason,
+                    },
+                )
+            )
+            return result.rowcount == 1
+
+    def get_run(self, run_id: int) -> RunRecord:
+        with self._begin("cannot read etl_job_runs") as connection:
+            row = connection.execute(
+                select(etl_job_runs).where(etl_job_runs.c.run_id == run_id)
+            ).first()
+        if row is None:
+            raise StoreError(f"no run {run_id}")
+        return RunRecord.from_row(row)
+
+    def list_runs(
+        self,
+        *,
+        job_id: str | None = None,
+        status: RunStatus | None = None,
+        since: datetime | None = None,
+        limit: int | None = 50,
+    ) -> list[RunRecord]:
+        """Runs, newest first (``status=failed, since=now-24h`` is the reference's failure query)."""
+        query = select(etl_job_runs).order_by(
+            etl_job_runs.c.started_at.desc(), etl_job_runs.c.run_id.desc()
+        )
+        if job_id is not None:
+            query = query.where(etl_job_runs.c.job_id == job_id)
+        if status is not None:
+            query = query.where(etl_job_runs.c.run_status == status.value)
+        if since is not None:
+            query = query.where(etl_job_runs.c.started_at >= since)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._begin("cannot read etl_job_runs") as connection:
+            return [RunRecord.from_row(row) for row in connection.execute(query)]
+
+    def latest_status(self) -> list[tuple[JobRecord, RunRecord | None]]:
+        """The latest run of every active job (the reference's "latest job status" query)."""
+        latest_ids = select(func.max(etl_job_runs.c.run_id)).group_by(etl_job_runs.c.job_id)
+        with self._begin("cannot read the job status") as connection:
+            jobs = [
+                JobRecord.from_row(row)
+                for row in connection.execute(
+                    select(etl_jobs).where(etl_jobs.c.is_active.is_(True)).order_by(etl_jobs.c.job_id)
+                )
+            ]
+            runs = {
+                row.job_id: RunRecord.from_row(row)
+                for row in connection.execute(
+                    select(etl_job_runs).where(etl_job_runs.c.run_id.in_(latest_ids.scalar_subquery()))
+                )
+            }
+        return [(job, runs.get(job.job_id)) for job in jobs]
+
+    # ------------------------------------------------------------------ watermarks
+
+    def get_watermark(self, job_id: str) -> WatermarkRecord | None:
+        with self._begin("cannot read etl_watermarks") as connection:
+            row = connection.execute(
+                select(etl_watermarks).where(etl_watermarks.c.job_id == job_id)
+            ).first()
+        return WatermarkRecord.from_row(row) if row else None
+
+    def set_watermark(
+        self, job_id: str, *, source_table: str, column: str, value: Watermark
+    ) -> WatermarkRecord:
+        """Set a job's watermark by hand (a backfill may move it backward on purpose)."""
+        self.get_job(job_id)
+        with self._begin("cannot set the watermark") as connection:
+            self._refuse_if_live(connection, job_id)
+            now = self._now(connection)
+            connection.execute(sa_delete(etl_watermarks).where(etl_watermarks.c.job_id == job_id))
+            connection.execute(
+                insert(etl_watermarks).values(
+                    job_id=job_id,
+                    source_table=source_table,
+                    watermark_column=column,
+                    watermark_type=value.type.value,
+                    last_value_timestamp=value.ts,
+                    last_value_integer=value.id,
+                    last_successful_run_id=None,
+                    last_updated_at=now,
+                )
+            )
+        record = self.get_watermark(job_id)
+        assert record is not None
+        return record
+
+    def reset_watermark(self, job_id: str) -> None:
+        """Forget a job's watermark (and its checkpoint): the next run starts from the beginning."""
+        self.get_job(job_id)
+        with self._begin("cannot reset the watermark") as connection:
+            self._refuse_if_live(connection, job_id)
+            connection.execute(sa_delete(etl_watermarks).where(etl_watermarks.c.job_id == job_id))
+            connection.execute(
+                update(etl_jobs).where(etl_jobs.c.job_id == job_id).values(checkpoint_data=None)
+            )
+
+    def _refuse_if_live(self, connection: Connection, job_id: str) -> None:
+        live = connection.execute(
+            select(etl_job_runs.c.run_id).where(etl_job_runs.c.live_job_id == job_id)
+        ).first()
+        if live is not None:
+            raise StoreError(
+                f"job {job_id!r} has a live run ({live.run_id}); wait for it or cancel it first"
+            )
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _read_watermark(connection: Connection, job_id: str) -> Watermark | None:
+    row = connection.execute(select(etl_watermarks).where(etl_watermarks.c.job_id == job_id)).first()
+    return WatermarkRecord.from_row(row).watermark() if row else None
+
+
+def _for_update(query: Any, connection: Connection) -> Any:
+    return query if connection.dialect.name == "sqlite" else query.with_for_update()
+
+
+def _same_token(run: RunRecord) -> Any:
+    if run.owner_token is None:
+        return etl_job_runs.c.owner_token.is_(None)
+    return etl_job_runs.c.owner_token == run.owner_token
+
+
+def _watermark_columns(prefix: str, value: Watermark | None) -> dict[str, Any]:
+    if value is None:
+        return {prefix: None, f"{prefix}_integer": None}
+    return {prefix: value.ts, f"{prefix}_integer": value.id}
+
+
+def _count_columns(counts: Counts) -> dict[str, int]:
+    return {
+        "rows_read": counts.rows_read,
+        "rows_written": counts.rows_written,
+        "rows_updated": counts.rows_updated,
+        "rows_deleted": counts.rows_deleted,
+    }
+
+
+def _duration(started_at: datetime, finished_at: datetime) -> int:
+    return max(0, round((finished_at - started_at) / timedelta(seconds=1)))
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_MESSAGE_LENGTH else message[:MAX_ERROR_MESSAGE_LENGTH] + "…"
+
+
+def _scrub_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_json(v) for v in value]
+    return value
+
+

@@ -1,0 +1,144 @@
+"""The control tables, as SQLAlchemy Core tables.
+
+Column names, types and indexes follow the reference (shared/reference/000, 003). Columns highmark
+adds beyond the reference are marked "extra" below. Migrations under ``migrations/`` create exactly
+these tables; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+    true,
+)
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from highmark.clock import ensure_utc
+
+VERSION_TABLE = "highmark_alembic_version"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    PostgreSQL stores ``timestamptz``; MySQL/MariaDB ``DATETIME(6)`` holding UTC (microseconds kept,
+    no 2038 limit); SQLite ISO text in UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = ensure_utc(value)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return ensure_utc(value)
+
+
+# none_as_null: Python None is SQL NULL (an empty checkpoint), not the JSON literal null.
+JSONDocument = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+JSONDetails = JSON(none_as_null=True)
+
+metadata = MetaData()
+
+etl_jobs = Table(
+    "etl_jobs",
+    metadata,
+    Column("job_id", String(100), primary_key=True),
+    Column("job_name", String(255), nullable=False),
+    Column("description", Text),
+    Column("source_table", String(255)),
+    Column("target_table", String(255)),
+    Column("load_type", String(50), nullable=False),
+    Column("schedule", String(100)),
+    Column("is_active", Boolean, nullable=False, server_default=true(), default=True),
+    Column("timeout_seconds", Integer, server_default="3600", default=3600),
+    Column("retry_count", Integer, server_default="3", default=3),
+    Column("created_at", UTCDateTime, server_default=func.current_timestamp()),
+    Column("updated_at", UTCDateTime, server_default=func.current_timestamp()),
+    Column("checkpoint_data", JSONDocument),
+    # extra: the job's whole definition, so workers and reports can work from the database alone
+    Column("definition", JSONDetails),
+    Index("idx_etl_jobs_active", "is_active"),
+)
+
+etl_job_runs = Table(
+    "etl_job_runs",
+    metadata,
+    Column("run_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("job_id", String(100), ForeignKey("etl_jobs.job_id"), nullable=False),
+    Column("run_status", String(50), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("finished_at", UTCDateTime),
+    Column("duration_seconds", Integer),
+    Column("rows_read", BigInteger, server_default="0", default=0),
+    Column("rows_written", BigInteger, server_default="0", default=0),
+    Column("rows_updated", BigInteger, server_default="0", default=0),
+    Column("rows_deleted", BigInteger, server_default="0", default=0),
+    Column("watermark_start", UTCDateTime),
+    Column("watermark_end", UTCDateTime),
+    Column("error_message", Text),
+    Column("error_details", JSONDetails),
+    Column("triggered_by", String(100)),
+    # extra: integer (and tiebreaker) parts of the watermarks, as in etl_watermarks
+    Column("watermark_start_integer", BigInteger),
+    Column("watermark_end_integer", BigInteger),
+    # extra: who runs it, and whether it is alive
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("heartbeat_at", UTCDateTime),
+    # extra: the fencing token of the process that owns the run; every write to a live run checks it
+    Column("owner_token", String(64)),
+    # extra: equals job_id while the run is live, NULL after: a unique key, so the database itself
+    # refuses a second live run of one job (NULLs never collide, on every supported database)
+    Column("live_job_id", String(100), unique=True),
+    # extra: the window's upper bound and why it is where it is
+    Column("upper_bound", String(64)),
+    Column("upper_bound_reason", Text),
+)
+Index("idx_etl_runs_job", etl_job_runs.c.job_id, etl_job_runs.c.started_at.desc())
+Index("idx_etl_runs_status", etl_job_runs.c.run_status, etl_job_runs.c.started_at)
+
+etl_watermarks = Table(
+    "etl_watermarks",
+    metadata,
+    Column("job_id", String(100), ForeignKey("etl_jobs.job_id"), nullable=False),
+    Column("source_table", String(255), nullable=False),
+    Column("watermark_column", String(100), nullable=False),
+    Column("watermark_type", String(50), nullable=False),
+    Column("last_value_timestamp", UTCDateTime),
+    Column("last_value_integer", BigInteger),
+    Column("last_successful_run_id", BigInteger),
+    Column("last_updated_at", UTCDateTime, server_default=func.current_timestamp()),
+    PrimaryKeyConstraint("job_id", "source_table"),
+)

@@ -1,0 +1,174 @@
+"""The safe upper bound of a run's window, per source database.
+
+A row becomes visible when its transaction commits, but its ``updated_at`` was stamped earlier.
+The upper bound therefore stays strictly below the start of the oldest transaction still open on
+the source (shared/reliability-notes.md §1.3-1.4), is read from the source database's clock, in a
+short transaction of its own, *before* any read snapshot is taken, and is truncated to the
+column's precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+from highmark.clock import ensure_utc
+
+# MySQL/MariaDB report trx_started in whole seconds, and InnoDB may start a transaction after the
+# statement's NOW() was fixed: keep a whole second of margin (reliability-notes §1.4).
+MYSQL_MARGIN = timedelta(seconds=1)
+# Source sessions of highmark itself only read; they never hold back the bound.
+SOURCE_APPLICATION_NAME = "highmark-source"
+
+
+@dataclass(frozen=True)
+class UpperBound:
+    """The cap: no row committed later can carry a timestamp at or above ``cap``.
+
+    ``blind`` is True when the source would not show other sessions' transactions (missing
+    privilege), so the cap may be unsafe. ``hold`` is True when the mark must not advance at all
+    (a prepared transaction is pending, or a SQLite writer holds the database).
+    """
+
+    cap: datetime
+    reason: str
+    blind: bool = False
+    hold: bool = False
+
+
+def truncate(value: datetime, digits: int | None) -> datetime:
+    """Truncate ``value`` to ``digits`` fractional-second digits (None: microseconds)."""
+    if digits is None or digits >= 6:
+        return value
+    step = 10 ** (6 - max(digits, 0))
+    return value.replace(microsecond=value.microsecond - value.microsecond % step)
+
+
+def inclusive_high(cap: datetime, digits: int | None) -> datetime:
+    """The greatest value of the column's precision that is strictly below ``cap``."""
+    unit = timedelta(microseconds=10 ** (6 - min(max(digits if digits is not None else 6, 0), 6)))
+    return truncate(cap, digits) - unit
+
+
+def timestamp_cap(connection: Connection) -> UpperBound:
+    """Compute the cap in its own transaction on ``connection`` (which must hold no snapshot)."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return _postgres_cap(connection)
+    if dialect == "mysql":
+        return _mysql_cap(connection)
+    return _sqlite_cap(connection)
+
+
+def _postgres_cap(connection: Connection) -> UpperBound:
+    with connection.begin():
+        row = connection.execute(
+            text(
+                """
+                WITH others AS (
+                    SELECT pid, xact_start FROM pg_stat_activity
+                     WHERE datname = current_database()
+                       AND pid <> pg_backend_pid()
+                       AND xact_start IS NOT NULL
+                       AND backend_type NOT IN ('autovacuum worker', 'walsender')
+                       AND coalesce(application_name, '') <> :own_app
+                )
+                SELECT statement_timestamp() AS now,
+                       (SELECT xact_start FROM others ORDER BY xact_start LIMIT 1) AS oldest,
+                       (SELECT pid FROM others ORDER BY xact_start LIMIT 1) AS oldest_pid,
+                       (SELECT count(*) FROM pg_prepared_xacts
+                         WHERE database = current_database()) AS prepared,
+                       (SELECT min(gid) FROM pg_prepared_xacts
+                         WHERE database = current_database()) AS prepared_gid,
+                       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                         OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS can_see
+                """
+            ),
+            {"own_app": SOURCE_APPLICATION_NAME},
+        ).one()
+    now = ensure_utc(row.now)
+    blind = not row.can_see
+    if row.prepared:
+        return UpperBound(
+            cap=now,
+            reason=f"held by {row.prepared} pending prepared transaction(s) (gid {row.prepared_gid})",
+            blind=blind,
+            hold=True,
+        )
+    if row.oldest is not None and ensure_utc(row.oldest) < now:
+        oldest = ensure_utc(row.oldest)
+        return UpperBound(
+            cap=oldest,
+            reason=f"held by pid {row.oldest_pid}, open since {_iso(oldest)}",
+            blind=blind,
+        )
+    return UpperBound(cap=now, reason="source clock (no open transactions)", blind=blind)
+
+
+def _mysql_cap(connection: Connection) -> UpperBound:
+    with connection.begin():
+        now = ensure_utc(connection.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one())
+        try:
+            row = connection.execute(
+                text(
+                    "SELECT trx_started, trx_mysql_thread_id FROM information_schema.innodb_trx"
+                    " WHERE trx_mysql_thread_id <> CONNECTION_ID()"
+                    " ORDER BY trx_started LIMIT 1"
+                )
+            ).first()
+            blind = False
+        except DBAPIError:
+            row, blind = None, True
+    if blind:
+        return UpperBound(cap=now, reason="source clock (cannot see innodb_trx)", blind=True)
+    if row is not None:
+        # trx_started is in the session time zone, which highmark sets to UTC.
+        oldest = ensure_utc(row.trx_started) - MYSQL_MARGIN
+        if oldest < now:
+            return UpperBound(
+                cap=oldest,
+                reason=(
+                    f"held by thread {row.trx_mysql_thread_id}, open since "
+                    f"{_iso(oldest + MYSQL_MARGIN)}"
+                ),
+            )
+    return UpperBound(cap=now, reason="source clock (no open transactions)")
+
+
+def _sqlite_cap(connection: Connection) -> UpperBound:
+    """SQLite has one writer at a time: while we hold the write lock, no write is pending."""
+    raw: Any = connection.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    previous_timeout = cursor.execute("PRAGMA busy_timeout").fetchone()[0]
+    try:
+        cursor.execute("PRAGMA busy_timeout = 2000")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except Exception as exc:
+            text_ = str(exc).lower()
+            now = _sqlite_now(cursor)
+            if "locked" in text_ or "busy" in text_:
+                return UpperBound(cap=now, reason="held by an open write transaction", hold=True)
+            return UpperBound(cap=now, reason="source clock (read-only source file)", blind=True)
+        try:
+            now = _sqlite_now(cursor)
+        finally:
+            cursor.execute("ROLLBACK")
+        return UpperBound(cap=now, reason="source clock (no open write transaction)")
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout = {int(previous_timeout)}")
+        cursor.close()
+
+
+def _sqlite_now(cursor: Any) -> datetime:
+    value = cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')").fetchone()[0]
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _iso(value: datetime) -> str:
+    return ensure_utc(value).isoformat().replace("+00:00", "Z")
