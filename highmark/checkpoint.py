@@ -68,7 +68,9 @@ class RunCheckpoint(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _watermark(kind: WatermarkType | None, ts: datetime | None, integer: int | None) -> Watermark | None:
+def _watermark(
+    kind: WatermarkType | None, ts: datetime | None, integer: int | None
+) -> Watermark | None:
     if kind is WatermarkType.INTEGER and integer is not None:
         return Watermark(kind, id=integer)
     if kind is WatermarkType.TIMESTAMP and ts is not None:

@@ -69,11 +69,13 @@ def parse_duration(value: str | float | int) -> timedelta:
 
 
 def normalize_url(raw: str, base_dir: Path) -> URL:
-    """Parse a connection URL, choose the driver, and anchor relative SQLite paths at ``base_dir``."""
+    """Parse a connection URL, pick its driver, anchor relative SQLite paths at ``base_dir``."""
     try:
         url = make_url(raw)
     except ArgumentError:
-        raise ValueError("is not a connection URL (sqlite:///…, postgresql://…, mysql://…)") from None
+        raise ValueError(
+            "is not a connection URL (sqlite:///…, postgresql://…, mysql://…)"
+        ) from None
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
         raise ValueError(
@@ -302,8 +304,10 @@ def find_project_file(explicit: str | Path | None = None) -> Path:
     if path.is_dir():
         path = path / PROJECT_FILE_NAME
     if not path.is_file():
-        hint = "" if explicit or os.environ.get(PROJECT_ENV_VAR) else (
-            " (create one, or name it with --project or HIGHMARK_PROJECT)"
+        hint = (
+            ""
+            if explicit or os.environ.get(PROJECT_ENV_VAR)
+            else (" (create one, or name it with --project or HIGHMARK_PROJECT)")
         )
         raise ConfigError(f"{path}: project file not found{hint}")
     return path.resolve()
@@ -332,7 +336,9 @@ def parse_project_text(text: str, file: Path) -> ProjectConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{file}:1: the project file must be a mapping of control/connections/jobs")
+        raise ConfigError(
+            f"{file}:1: the project file must be a mapping of control/connections/jobs"
+        )
     expanded = _expand_env(raw, (), file, lines)
     try:
         return ProjectConfig.model_validate({**expanded, "path": file})
@@ -342,7 +348,9 @@ def parse_project_text(text: str, file: Path) -> ProjectConfig:
         raise ConfigError(_where(file, lines, exc.path) + ": " + exc.message) from None
 
 
-def _expand_env(value: Any, path: tuple[str, ...], file: Path, lines: dict[tuple[str, ...], int]) -> Any:
+def _expand_env(
+    value: Any, path: tuple[str, ...], file: Path, lines: dict[tuple[str, ...], int]
+) -> Any:
     if isinstance(value, dict):
         return {k: _expand_env(v, (*path, str(k)), file, lines) for k, v in value.items()}
     if isinstance(value, list):
@@ -400,7 +408,9 @@ def _where(file: Path, lines: dict[tuple[str, ...], int], path: tuple[str, ...])
     return f"{location}: {'.'.join(path) or '(top level)'}"
 
 
-def _config_error(exc: ValidationError, file: Path, lines: dict[tuple[str, ...], int]) -> ConfigError:
+def _config_error(
+    exc: ValidationError, file: Path, lines: dict[tuple[str, ...], int]
+) -> ConfigError:
     error = exc.errors()[0]
     path = tuple(str(p) for p in error["loc"])
     # Drop pydantic's union/function markers from the location.

@@ -57,7 +57,9 @@ def create_configured_engine(url: URL, role: Role) -> Engine:
         connect_args["options"] = "-c TimeZone=UTC"
         connect_args["application_name"] = f"highmark-{role}"
         # Notice a vanished server within a minute instead of the OS default of two hours.
-        connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+        connect_args.update(
+            keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3
+        )
         kwargs["pool_pre_ping"] = True
     elif backend == "mysql":
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS

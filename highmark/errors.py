@@ -130,12 +130,11 @@ def is_retryable_db_error(exc: BaseException) -> bool:
     """Classify a DBAPI/SQLAlchemy error as retryable (transient) or permanent."""
     import sqlalchemy.exc as sa_exc
 
+    orig: BaseException | None = exc
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
         orig = exc.orig
-    else:
-        orig = exc
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(sqlstate, str) and sqlstate.startswith(_RETRYABLE_SQLSTATES):
         return True

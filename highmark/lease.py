@@ -47,9 +47,9 @@ def process_alive(pid: int) -> bool:
 
 def abandonment(run: RunRecord, now: datetime, lease: timedelta = LEASE) -> str | None:
     """Why ``run`` counts as abandoned, or None when its owner may still be working."""
-    if run.host == this_host() and run.pid is not None and run.pid != os.getpid():
-        if not process_alive(run.pid):
-            return f"abandoned: its process (pid {run.pid} on {run.host}) is gone"
+    same_host = run.host == this_host() and run.pid is not None and run.pid != os.getpid()
+    if same_host and run.pid is not None and not process_alive(run.pid):
+        return f"abandoned: its process (pid {run.pid} on {run.host}) is gone"
     heartbeat = run.heartbeat_at or run.started_at
     if now - heartbeat > lease:
         age = int((now - heartbeat).total_seconds())
@@ -63,14 +63,18 @@ def abandonment(run: RunRecord, now: datetime, lease: timedelta = LEASE) -> str 
 class LeaseKeeper:
     """Heartbeats a live run from a background thread while the run works."""
 
-    def __init__(self, store: ControlStore, handle: RunHandle, interval: timedelta = HEARTBEAT_INTERVAL):
+    def __init__(
+        self, store: ControlStore, handle: RunHandle, interval: timedelta = HEARTBEAT_INTERVAL
+    ):
         self.store = store
         self.handle = handle
         self.interval = interval.total_seconds()
         self.counts: Counts | None = None
         self.lost: LeaseLostError | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{handle.run_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"heartbeat-{handle.run_id}", daemon=True
+        )
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()

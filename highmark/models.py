@@ -196,9 +196,10 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:
-        m = dict(row._mapping)
+        m: dict[str, Any] = dict(row._mapping)
         m["run_status"] = RunStatus(m["run_status"])
-        return cls(**{f: m.get(f) for f in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {f: m.get(f) for f in cls.__dataclass_fields__}
+        return cls(**fields)
 
     @property
     def succeeded(self) -> bool:

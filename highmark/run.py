@@ -88,7 +88,7 @@ class CancelToken:
 class _Progress:
     """What a run has done so far (mutable, owned by one run)."""
 
-    counts: Counts = Counts()
+    counts: Counts = field(default_factory=Counts)
     batch_number: int = 0
     position: Watermark | None = None
     max_key: Watermark | None = None
@@ -210,7 +210,9 @@ class _JobRun:
 
     def _work(self, committed: Watermark | None) -> None:
         self.phase = "connecting"
-        self.source = SqlSource(self._resolve(self.job.source.connection), self.job.source, self.job)
+        self.source = SqlSource(
+            self._resolve(self.job.source.connection), self.job.source, self.job
+        )
         self.destination = SqlDestination(
             self._resolve(self.job.target.connection), self.job.target, self.job
         )
@@ -240,7 +242,9 @@ class _JobRun:
         if checkpoint.mode == "incremental" and (
             self.full_refresh or checkpoint.watermark_type is not spec_type
         ):
-            log.warning("job %s: discarding the checkpoint of run %s", self.job.job_id, checkpoint.run_id)
+            log.warning(
+                "job %s: discarding the checkpoint of run %s", self.job.job_id, checkpoint.run_id
+            )
             return None
         log.info(
             "job %s: resuming run %s's checkpoint at batch %s",
@@ -287,9 +291,10 @@ class _JobRun:
             "recovery_mode": recovering,
         }
         self.store.set_upper_bound(self.handle, _bound_text(high), reason)
-        self.observer.started(self.job, self.handle.run_id, self._describe(low, high, reason, recovering))
-        empty = high is None or (low is not None and _low_value(low) is not None and high < _low_value(low))  # type: ignore[operator]
-        if not empty:
+        self.observer.started(
+            self.job, self.handle.run_id, self._describe(low, high, reason, recovering)
+        )
+        if not _window_is_empty(low, high):
             self.phase = "reading"
             for batch in self.source.read_window(
                 low, high, inclusive=inclusive, batch_size=self.job.batch_size
@@ -442,7 +447,10 @@ class _JobRun:
         start = "the beginning" if low is None else str(low)
         prefix = "resuming " if recovering else ""
         source = redact_url(self._resolve(self.job.source.connection).url)
-        return f"{prefix}{self.job.source.table} ({source}) after {start} up to {_bound_text(high)} ({reason})"
+        return (
+            f"{prefix}{self.job.source.table} ({source}) after {start} "
+            f"up to {_bound_text(high)} ({reason})"
+        )
 
 
 def _lookup(row: dict[str, Any], name: str) -> Any:
@@ -450,6 +458,17 @@ def _lookup(row: dict[str, Any], name: str) -> Any:
         return row[name]
     lowered = name.lower()
     return next((v for k, v in row.items() if k.lower() == lowered), None)
+
+
+def _window_is_empty(low: Watermark | None, high: datetime | int | None) -> bool:
+    """No key can lie in (low, high]: no bound at all, or a bound below the mark (a source
+    clock that stepped back; the mark then stays where it is)."""
+    if high is None:
+        return True
+    floor = _low_value(low)
+    if floor is None:
+        return False
+    return bool(high < floor)  # type: ignore[operator]
 
 
 def _low_value(mark: Watermark | None) -> datetime | int | None:
@@ -468,4 +487,3 @@ def _bound_text(high: Any) -> str | None:
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
-

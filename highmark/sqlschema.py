@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, column, inspect, table
 from sqlalchemy.sql.expression import TableClause
@@ -57,16 +56,17 @@ def reflect(connection: Connection, schema: str | None, name: str) -> TableSchem
     if not inspector.has_table(name, schema=schema):
         return None
     dialect = connection.dialect.name
-    raw_columns: list[dict[str, Any]] = inspector.get_columns(name, schema=schema)
+    raw_columns = inspector.get_columns(name, schema=schema)
     columns = tuple(
-        column_info(c["name"], c["type"], bool(c.get("nullable", True)), dialect) for c in raw_columns
+        column_info(c["name"], c["type"], bool(c.get("nullable", True)), dialect)
+        for c in raw_columns
     )
     pk = tuple(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
     uniques: list[tuple[str, ...]] = [
         tuple(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)
     ]
     uniques += [
-        tuple(i["column_names"])
+        tuple(c for c in i["column_names"] if c is not None)
         for i in inspector.get_indexes(name, schema=schema)
         if i.get("unique") and all(i["column_names"])
     ]

@@ -119,17 +119,26 @@ def timestamp_kind(type_: sqltypes.TypeEngine[Any], dialect: str) -> TimestampKi
     if dialect == "sqlite":
         return TimestampKind.SQLITE_TEXT
     if dialect == "postgresql":
-        return TimestampKind.AWARE if getattr(type_, "timezone", False) else TimestampKind.LOCAL_NAIVE
+        return (
+            TimestampKind.AWARE if getattr(type_, "timezone", False) else TimestampKind.LOCAL_NAIVE
+        )
     if isinstance(type_, sqltypes.TIMESTAMP):
         return TimestampKind.UTC_NAIVE
     return TimestampKind.LOCAL_NAIVE
 
 
-def column_info(name: str, type_: sqltypes.TypeEngine[Any], nullable: bool, dialect: str) -> ColumnInfo:
+def column_info(
+    name: str, type_: sqltypes.TypeEngine[Any], nullable: bool, dialect: str
+) -> ColumnInfo:
     family = family_of(type_)
     kind = timestamp_kind(type_, dialect) if family is Family.TIMESTAMP else None
     return ColumnInfo(
-        name=name, type=type_, nullable=nullable, family=family, dialect=dialect, timestamp_kind=kind
+        name=name,
+        type=type_,
+        nullable=nullable,
+        family=family,
+        dialect=dialect,
+        timestamp_kind=kind,
     )
 
 
@@ -164,12 +173,16 @@ def read_converter(column: ColumnInfo, zone: ZoneInfo) -> Converter | None:
 
         return timestamp
     if family is Family.DATE:
-        return lambda v: date.fromisoformat(v[:10]) if isinstance(v, str) else (
-            v.date() if isinstance(v, datetime) else v
+        return lambda v: (
+            date.fromisoformat(v[:10])
+            if isinstance(v, str)
+            else (v.date() if isinstance(v, datetime) else v)
         )
     if family is Family.TIME:
-        return lambda v: time.fromisoformat(v) if isinstance(v, str) else (
-            (datetime.min + v).time() if isinstance(v, timedelta) else v
+        return lambda v: (
+            time.fromisoformat(v)
+            if isinstance(v, str)
+            else ((datetime.min + v).time() if isinstance(v, timedelta) else v)
         )
     if family is Family.DECIMAL:
         return lambda v: v if v is None or isinstance(v, Decimal) else Decimal(str(v))
@@ -253,7 +266,9 @@ def target_type(column: ColumnInfo, dialect: str, *, in_key: bool) -> sqltypes.T
     source = column.type
     family = column.family
     if family is Family.INTEGER:
-        if isinstance(source, sqltypes.SmallInteger) and not isinstance(source, sqltypes.BigInteger):
+        if isinstance(source, sqltypes.SmallInteger) and not isinstance(
+            source, sqltypes.BigInteger
+        ):
             return sqltypes.SmallInteger()
         # SQLite's INTEGER is 64-bit: it becomes BIGINT elsewhere.
         if isinstance(source, sqltypes.BigInteger) or column.dialect == "sqlite":
@@ -281,7 +296,7 @@ def target_type(column: ColumnInfo, dialect: str, *, in_key: bool) -> sqltypes.T
         return sqltypes.Time()
     if family is Family.BINARY:
         return mysql.LONGBLOB() if dialect == "mysql" else sqltypes.LargeBinary()
-    if family is Family.JSON or family is Family.ARRAY and dialect != "postgresql":
+    if family is Family.JSON or (family is Family.ARRAY and dialect != "postgresql"):
         return postgresql.JSONB() if dialect == "postgresql" else sqltypes.JSON()
     if family is Family.ARRAY:
         return source

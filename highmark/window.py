@@ -95,7 +95,9 @@ def _postgres_cap(connection: Connection) -> UpperBound:
     if row.prepared:
         return UpperBound(
             cap=now,
-            reason=f"held by {row.prepared} pending prepared transaction(s) (gid {row.prepared_gid})",
+            reason=(
+                f"held by {row.prepared} pending prepared transaction(s) (gid {row.prepared_gid})"
+            ),
             blind=blind,
             hold=True,
         )

@@ -9,7 +9,7 @@ from highmark.sqlschema import TableSchema
 
 
 class Destination(Protocol):
-    """A target table written idempotently: merging a batch twice changes nothing the second time."""
+    """A target written idempotently: merging a batch twice changes nothing the second time."""
 
     def prepare(self, source: TableSchema) -> None:
         """Create the target if missing; refuse, before writing, a target that conflicts."""

@@ -233,7 +233,9 @@ class SqlDestination:
             info = self.target.find(name)
             assert info is not None
             clauses.append(
-                self._comparable(t.c[name], info).is_distinct_from(self._comparable(s.c[name], info))
+                self._comparable(t.c[name], info).is_distinct_from(
+                    self._comparable(s.c[name], info)
+                )
             )
         return or_(*clauses)
 
@@ -245,14 +247,7 @@ class SqlDestination:
     def _ensure_temp_stage(self) -> TableClause:
         stage = raw_table(TEMP_STAGE_NAME, None, [t for _, t in self._mapping])
         if not self._temp_ready:
-            columns = ", ".join(self._quote(t) for _, t in self._mapping)
-            source = self._quoted_target()
-            if self.dialect == "postgresql":
-                ddl = f"CREATE TEMPORARY TABLE {TEMP_STAGE_NAME} AS SELECT {columns} FROM {source} WITH NO DATA"
-            elif self.dialect == "mysql":
-                ddl = f"CREATE TEMPORARY TABLE {TEMP_STAGE_NAME} AS SELECT {columns} FROM {source} WHERE 1 = 0"
-            else:
-                ddl = f"CREATE TEMPORARY TABLE {TEMP_STAGE_NAME} AS SELECT {columns} FROM {source} WHERE 0"
+            ddl = self._empty_copy_sql(TEMP_STAGE_NAME, temporary=True)
             with self._transaction("cannot create a staging table for"):
                 self.conn.execute(text(f"DROP TABLE IF EXISTS {TEMP_STAGE_NAME}"))
                 self.conn.execute(text(ddl))
@@ -288,9 +283,7 @@ class SqlDestination:
             wm = self._tcol(spec.column)
             # Version guard: a replay of an older version never overwrites a newer one.
             self.conn.execute(
-                delete(s).where(
-                    exists().where(and_(self._pk_match(t, s), t.c[wm] > s.c[wm]))
-                )
+                delete(s).where(exists().where(and_(self._pk_match(t, s), t.c[wm] > s.c[wm])))
             )
         marked = 0
         soft = self.job.soft_delete
@@ -319,10 +312,13 @@ class SqlDestination:
             ).rowcount
         columns = [name for _, name in self._mapping]
         inserted = self.conn.execute(
-            insert(t).from_select(
+            insert(t)
+            .from_select(
                 columns,
                 select(*(s.c[c] for c in columns)).where(~exists().where(self._pk_match(t, s))),
             )
+            # SQLAlchemy keeps an INSERT's row count only when asked to.
+            .execution_options(preserve_rowcount=True)
         ).rowcount
         return Counts(
             rows_written=max(inserted, 0),
@@ -348,19 +344,17 @@ class SqlDestination:
             keys = [stage.c[self._tcol(c)] for c in self.job.primary_key]
             with self._transaction("cannot resume the staging table of"):
                 # Rows staged after the last checkpoint are read again.
-                self.conn.execute(delete(stage).where(keyset_after(keys, list(self._key_values(resume_after)))))
+                self.conn.execute(
+                    delete(stage).where(keyset_after(keys, list(self._key_values(resume_after))))
+                )
             return
         quoted = self._quote_qualified(self.ref.schema_name, self.full_stage_name)
-        columns = ", ".join(self._quote(t) for _, t in self._mapping)
-        where = "WHERE 1 = 0" if self.dialect != "postgresql" else "WITH NO DATA"
         pk_cols = ", ".join(self._quote(self._tcol(c)) for c in self.job.primary_key)
         index_name = self._quote(f"{self.full_stage_name}_pk"[:64])
         with self._transaction("cannot create the staging table of"):
             self.conn.execute(text(f"DROP TABLE IF EXISTS {quoted}"))
         with self._transaction("cannot create the staging table of"):
-            self.conn.execute(
-                text(f"CREATE TABLE {quoted} AS SELECT {columns} FROM {self._quoted_target()} {where}")
-            )
+            self.conn.execute(text(self._empty_copy_sql(quoted, temporary=False)))
         with self._transaction("cannot create the staging table of"):
             on = quoted if self.dialect != "sqlite" else self._quote(self.full_stage_name)
             if self.dialect == "sqlite" and self.ref.schema_name:
@@ -385,12 +379,20 @@ class SqlDestination:
         with self._transaction("cannot write"):
             counts = self._merge(stage, delete_missing=True)
         with self._transaction("cannot drop the staging table of"):
-            self.conn.execute(
-                text(f"DROP TABLE IF EXISTS {self._quote_qualified(self.ref.schema_name, self.full_stage_name)}")
-            )
+            stage_name = self._quote_qualified(self.ref.schema_name, self.full_stage_name)
+            self.conn.execute(text(f"DROP TABLE IF EXISTS {stage_name}"))
         return counts
 
     # ------------------------------------------------------------------ quoting
+
+    def _empty_copy_sql(self, quoted_name: str, *, temporary: bool) -> str:
+        """CREATE TABLE … AS an empty copy of the target's mapped columns, with their types."""
+        columns = ", ".join(self._quote(t) for _, t in self._mapping)
+        kind = "TEMPORARY TABLE" if temporary else "TABLE"
+        query = f"SELECT {columns} FROM {self._quoted_target()}"
+        if self.dialect == "postgresql":
+            return f"CREATE {kind} {quoted_name} AS {query} WITH NO DATA"
+        return f"CREATE {kind} {quoted_name} AS {query} WHERE 1 = 0"
 
     def _quote(self, name: str) -> str:
         return self.engine.dialect.identifier_preparer.quote(name)
@@ -400,4 +402,3 @@ class SqlDestination:
 
     def _quoted_target(self) -> str:
         return self._quote_qualified(self.target.schema, self.target.name)
-

@@ -48,7 +48,12 @@ class Source(Protocol):
         ...
 
     def read_window(
-        self, low: Watermark | None, high: datetime | int | None, *, inclusive: bool, batch_size: int
+        self,
+        low: Watermark | None,
+        high: datetime | int | None,
+        *,
+        inclusive: bool,
+        batch_size: int,
     ) -> Iterator[Batch]:
         """Rows with keys in ``(low, high]`` (``[low, high]`` when ``inclusive``), in key order."""
         ...

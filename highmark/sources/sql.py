@@ -153,7 +153,12 @@ class SqlSource:
     # ------------------------------------------------------------------ reads
 
     def read_window(
-        self, low: Watermark | None, high: datetime | int | None, *, inclusive: bool, batch_size: int
+        self,
+        low: Watermark | None,
+        high: datetime | int | None,
+        *,
+        inclusive: bool,
+        batch_size: int,
     ) -> Iterator[Batch]:
         spec = self.job.watermark
         assert spec is not None
@@ -200,7 +205,10 @@ class SqlSource:
         query = select(table).where(and_(true(), *conditions)).order_by(*pk_cols)
         spec = self.job.watermark
         with self._errors("cannot read"), self.engine.connect() as conn:
-            if spec is not None and self._column(spec.column).timestamp_kind is TimestampKind.SQLITE_TEXT:
+            if (
+                spec is not None
+                and self._column(spec.column).timestamp_kind is TimestampKind.SQLITE_TEXT
+            ):
                 self._sqlite_formats(conn)
 
             def key_within(row: dict[str, Any]) -> Watermark | None:
@@ -210,7 +218,9 @@ class SqlSource:
                 value = key.id if key.type is WatermarkType.INTEGER else key.ts
                 return key if value is not None and value <= high else None  # type: ignore[operator]
 
-            yield from self._stream(conn, query, batch_size, key_within, pk_names=self.job.primary_key)
+            yield from self._stream(
+                conn, query, batch_size, key_within, pk_names=self.job.primary_key
+            )
 
     def _stream(
         self,
@@ -231,7 +241,9 @@ class SqlSource:
             for raw in partition:
                 rows.append(
                     {
-                        name: (convert(value) if convert is not None and value is not None else value)
+                        name: (
+                            convert(value) if convert is not None and value is not None else value
+                        )
                         for (name, convert), value in zip(converters, raw, strict=True)
                     }
                 )
@@ -257,11 +269,11 @@ class SqlSource:
                 "which is not a timestamp",
                 retryable=False,
             )
-        return Watermark(WatermarkType.TIMESTAMP, ts=value, id=None if tiebreak is None else int(tiebreak))
+        return Watermark(
+            WatermarkType.TIMESTAMP, ts=value, id=None if tiebreak is None else int(tiebreak)
+        )
 
-    def _comparator(
-        self, conn: Connection
-    ) -> Callable[[Any, str, Any], ColumnElement[bool]]:
+    def _comparator(self, conn: Connection) -> Callable[[Any, str, Any], ColumnElement[bool]]:
         """Compare the watermark column with a canonical value, in the column's own terms."""
         spec = self.job.watermark
         assert spec is not None

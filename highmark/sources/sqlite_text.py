@@ -26,6 +26,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import NullType
 
+_UTC = ZoneInfo("UTC")
+
 
 @dataclass(frozen=True)
 class SqliteTextTimestamps:
@@ -33,7 +35,7 @@ class SqliteTextTimestamps:
     suffix: str = ""
     digits: int | None = None  # fraction digits of the newest value; None: no values yet
     epoch: bool = False
-    zone: ZoneInfo = ZoneInfo("UTC")
+    zone: ZoneInfo = _UTC
 
     @classmethod
     def detect(

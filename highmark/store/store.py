@@ -151,7 +151,9 @@ class ControlStore:
         ]  # fmt: skip
         existing = {
             row.job_id: row
-            for row in connection.execute(select(etl_jobs.c.job_id, *(etl_jobs.c[c] for c in columns)))
+            for row in connection.execute(
+                select(etl_jobs.c.job_id, *(etl_jobs.c[c] for c in columns))
+            )
         }
         now = self._now(connection)
         for job_id, definition in wanted.items():
@@ -167,7 +169,9 @@ class ControlStore:
                     .where(etl_jobs.c.job_id == job_id)
                     .values(updated_at=now, **values)
                 )
-        gone = [job_id for job_id, row in existing.items() if job_id not in wanted and row.is_active]
+        gone = [
+            job_id for job_id, row in existing.items() if job_id not in wanted and row.is_active
+        ]
         if gone:
             connection.execute(
                 update(etl_jobs)
@@ -260,9 +264,12 @@ class ControlStore:
                     pid=pid,
                     owner_token=token,
                     live_job_id=job_id,
-                    rows_read=0, rows_written=0, rows_updated=0, rows_deleted=0,
+                    rows_read=0,
+                    rows_written=0,
+                    rows_updated=0,
+                    rows_deleted=0,
                     **_watermark_columns("watermark_start", watermark_start),
-                )  # fmt: skip
+                )
             )
             run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return RunHandle(run_id=run_id, job_id=job_id, owner_token=token, started_at=now)
@@ -306,7 +313,9 @@ class ControlStore:
                 )
             ).first()
             state = f"{current.run_status}: {current.error_message}" if current else "gone"
-            raise LeaseLostError(f"run {handle.run_id} is no longer owned by this process ({state})")
+            raise LeaseLostError(
+                f"run {handle.run_id} is no longer owned by this process ({state})"
+            )
 
     def finish_success(
         self,
@@ -455,7 +464,7 @@ class ControlStore:
         since: datetime | None = None,
         limit: int | None = 50,
     ) -> list[RunRecord]:
-        """Runs, newest first (``status=failed, since=now-24h`` is the reference's failure query)."""
+        """Runs, newest first; ``status=failed, since=now-24h`` is the reference's failure query."""
         query = select(etl_job_runs).order_by(
             etl_job_runs.c.started_at.desc(), etl_job_runs.c.run_id.desc()
         )
@@ -477,13 +486,17 @@ class ControlStore:
             jobs = [
                 JobRecord.from_row(row)
                 for row in connection.execute(
-                    select(etl_jobs).where(etl_jobs.c.is_active.is_(True)).order_by(etl_jobs.c.job_id)
+                    select(etl_jobs)
+                    .where(etl_jobs.c.is_active.is_(True))
+                    .order_by(etl_jobs.c.job_id)
                 )
             ]
             runs = {
                 row.job_id: RunRecord.from_row(row)
                 for row in connection.execute(
-                    select(etl_job_runs).where(etl_job_runs.c.run_id.in_(latest_ids.scalar_subquery()))
+                    select(etl_job_runs).where(
+                        etl_job_runs.c.run_id.in_(latest_ids.scalar_subquery())
+                    )
                 )
             }
         return [(job, runs.get(job.job_id)) for job in jobs]
@@ -546,7 +559,9 @@ class ControlStore:
 
 
 def _read_watermark(connection: Connection, job_id: str) -> Watermark | None:
-    row = connection.execute(select(etl_watermarks).where(etl_watermarks.c.job_id == job_id)).first()
+    row = connection.execute(
+        select(etl_watermarks).where(etl_watermarks.c.job_id == job_id)
+    ).first()
     return WatermarkRecord.from_row(row).watermark() if row else None
 
 
@@ -580,7 +595,11 @@ def _duration(started_at: datetime, finished_at: datetime) -> int:
 
 
 def _clip(message: str) -> str:
-    return message if len(message) <= MAX_ERROR_MESSAGE_LENGTH else message[:MAX_ERROR_MESSAGE_LENGTH] + "…"
+    return (
+        message
+        if len(message) <= MAX_ERROR_MESSAGE_LENGTH
+        else message[:MAX_ERROR_MESSAGE_LENGTH] + "…"
+    )
 
 
 def _scrub_json(value: Any) -> Any:
@@ -591,5 +610,3 @@ def _scrub_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub_json(v) for v in value]
     return value
-
-

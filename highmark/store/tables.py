@@ -66,7 +66,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # none_as_null: Python None is SQL NULL (an empty checkpoint), not the JSON literal null.
-JSONDocument = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+JSONDocument = JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
 JSONDetails = JSON(none_as_null=True)
 
 metadata = MetaData()
@@ -95,7 +97,9 @@ etl_jobs = Table(
 etl_job_runs = Table(
     "etl_job_runs",
     metadata,
-    Column("run_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "run_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("job_id", String(100), ForeignKey("etl_jobs.job_id"), nullable=False),
     Column("run_status", String(50), nullable=False),
     Column("started_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),

@@ -72,9 +72,7 @@ def upgrade() -> None:
         sa.Column("upper_bound", sa.String(64)),
         sa.Column("upper_bound_reason", sa.Text()),
     )
-    op.create_index(
-        "idx_etl_runs_job", "etl_job_runs", ["job_id", sa.text("started_at DESC")]
-    )
+    op.create_index("idx_etl_runs_job", "etl_job_runs", ["job_id", sa.text("started_at DESC")])
     op.create_index("idx_etl_runs_status", "etl_job_runs", ["run_status", "started_at"])
 
     op.create_table(
@@ -86,9 +84,7 @@ def upgrade() -> None:
         sa.Column("last_value_timestamp", UTCDateTime()),
         sa.Column("last_value_integer", sa.BigInteger()),
         sa.Column("last_successful_run_id", sa.BigInteger()),
-        sa.Column(
-            "last_updated_at", UTCDateTime(), server_default=sa.func.current_timestamp()
-        ),
+        sa.Column("last_updated_at", UTCDateTime(), server_default=sa.func.current_timestamp()),
         sa.PrimaryKeyConstraint("job_id", "source_table"),
     )
 

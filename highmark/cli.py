@@ -1,0 +1,410 @@
+"""The ``highmark`` command: thin, it parses arguments, calls the Python API, prints.
+
+Exit codes: 0 success; 1 a run failed (or a job is already running); 2 bad usage, bad
+configuration or an unknown job; 130/143 a run cancelled by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from highmark import __version__
+from highmark.console import ConsoleObserver, setup_logging, summary
+from highmark.errors import HighmarkError
+from highmark.models import RunRecord, RunStatus, TriggeredBy, to_json_text
+from highmark.project import Project
+from highmark.redact import scrub
+from highmark.run import CancelToken
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Context:
+    def __init__(self, project_path: str | None, debug: bool) -> None:
+        self.project_path = project_path
+        self.debug = debug
+        self._project: Project | None = None
+
+    @property
+    def project(self) -> Project:
+        if self._project is None:
+            self._project = Project.load(self.project_path)
+        return self._project
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"highmark: error: {scrub(message)}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Turn highmark errors into one line on stderr and an exit code (--debug: the traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx: Context = click.get_current_context().obj
+        try:
+            return func(*args, **kwargs)
+        except HighmarkError as exc:
+            if ctx.debug:
+                click.echo(scrub(traceback.format_exc()), err=True)
+            _fail(str(exc), exc.exit_code)
+        except (click.ClickException, click.exceptions.Exit, SystemExit):
+            raise
+        except Exception as exc:
+            if ctx.debug:
+                click.echo(scrub(traceback.format_exc()), err=True)
+            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(to_json_text(value))
+
+
+def _console() -> Console:
+    # Off a terminal (pipes, CI logs) tables keep their full width instead of folding at 80.
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project",
+    "project_path",
+    envvar="HIGHMARK_PROJECT",
+    metavar="PATH",
+    help="The project file (default: ./highmark.yml, or $HIGHMARK_PROJECT).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(__version__, prog_name="highmark")
+@click.pass_context
+def cli(ctx: click.Context, project_path: str | None, debug: bool) -> None:
+    """highmark: move new and changed rows into your warehouse, nothing lost, nothing twice."""
+    ctx.obj = Context(project_path, debug)
+    setup_logging(debug=debug, interactive=sys.stderr.isatty())
+
+
+@cli.command()
+@click.pass_obj
+@handles_errors
+def migrate(ctx: Context) -> None:
+    """Create or upgrade the control tables."""
+    project = ctx.project
+    before, after = project.migrate()
+    if before == after:
+        click.echo(f"control store is up to date (revision {after})")
+    else:
+        click.echo(f"control store migrated from {before or 'empty'} to revision {after}")
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option("--all", "run_all", is_flag=True, help="Run every active job once.")
+@click.option(
+    "--full-refresh", is_flag=True, help="Reload the whole table (target ends equal to source)."
+)
+@click.option(
+    "--triggered-by",
+    type=click.Choice([t.value for t in TriggeredBy]),
+    default=TriggeredBy.MANUAL.value,
+    show_default=True,
+    help="Recorded in etl_job_runs.triggered_by.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the finished run record(s) as JSON.")
+@click.pass_obj
+@handles_errors
+def run(
+    ctx: Context,
+    job_id: str | None,
+    run_all: bool,
+    full_refresh: bool,
+    triggered_by: str,
+    as_json: bool,
+) -> None:
+    """Run JOB_ID once (or every active job with --all)."""
+    if bool(job_id) == run_all:
+        raise click.UsageError("name one JOB_ID, or use --all")
+    project = ctx.project
+    job_ids = (
+        [j.job_id for j in project.config.jobs.values() if j.is_active] if run_all else [job_id]
+    )
+    if job_id is not None:
+        project.job(job_id)
+    cancel = CancelToken()
+    records: list[RunRecord] = []
+    with _cancel_on_signals(cancel):
+        for jid in job_ids:
+            assert jid is not None
+            observer = ConsoleObserver(interactive=sys.stderr.isatty() and not as_json)
+            record = project.run(
+                jid,
+                full_refresh=full_refresh,
+                triggered_by=TriggeredBy(triggered_by),
+                observer=observer,
+                cancel=cancel,
+            )
+            records.append(record)
+            if not as_json:
+                click.echo(summary(record))
+            if record.run_status is RunStatus.CANCELLED:
+                break
+    if as_json:
+        _echo_json([r.to_json() for r in records] if run_all else records[0].to_json())
+    if any(r.run_status is RunStatus.CANCELLED for r in records):
+        sys.exit(SIGNAL_EXIT.get(signal.Signals(cancel.signal_number or signal.SIGINT), 130))
+    if any(r.run_status is not RunStatus.SUCCESS for r in records):
+        sys.exit(EXIT_RUN_FAILED)
+
+
+@contextmanager
+def _cancel_on_signals(cancel: CancelToken) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish or roll back the batch, checkpoint, end ``cancelled``."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if cancel.event.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now
+        name = signal.Signals(signum).name
+        cancel.cancel(f"cancelled by {name}", signal_number=signum)
+
+    previous = {s: signal.signal(s, handler) for s in SIGNAL_EXIT}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print etl_jobs rows as JSON.")
+@click.pass_obj
+@handles_errors
+def jobs(ctx: Context, as_json: bool) -> None:
+    """List the jobs in etl_jobs (jobs gone from the file show as inactive)."""
+    records = ctx.project.jobs()
+    if as_json:
+        _echo_json([_job_json(j) for j in records])
+        return
+    table = Table("job_id", "job_name", "load_type", "schedule", "active", "source → target")
+    for job in records:
+        table.add_row(
+            job.job_id,
+            job.job_name,
+            job.load_type,
+            job.schedule or "",
+            "yes" if job.is_active else "no",
+            f"{job.source_table} → {job.target_table}",
+        )
+    _console().print(table)
+
+
+def _job_json(job: Any) -> dict[str, Any]:
+    data = {f: getattr(job, f) for f in job.__dataclass_fields__}
+    return data
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+@handles_errors
+def status(ctx: Context, as_json: bool) -> None:
+    """The latest run of every active job."""
+    rows = ctx.project.status()
+    out: list[dict[str, Any]] = [
+        {
+            "job_id": job.job_id,
+            "job_name": job.job_name,
+            "load_type": job.load_type,
+            "run_id": run.run_id if run else None,
+            "run_status": run.run_status.value if run else None,
+            "started_at": run.started_at if run else None,
+            "finished_at": run.finished_at if run else None,
+            "rows_written": run.rows_written if run else None,
+            "rows_updated": run.rows_updated if run else None,
+            "rows_deleted": run.rows_deleted if run else None,
+            "error_message": run.error_message if run else None,
+        }
+        for job, run in rows
+    ]
+    if as_json:
+        _echo_json(out)
+        return
+    table = Table(
+        "job_id",
+        "job_name",
+        "load_type",
+        "run_status",
+        "started_at",
+        "finished_at",
+        "rows_written",
+        "error_message",
+    )
+    for row in out:
+        table.add_row(
+            row["job_id"], row["job_name"], row["load_type"], row["run_status"] or "never run",
+            _ts(row["started_at"]), _ts(row["finished_at"]),
+            "" if row["rows_written"] is None else f"{row['rows_written']:,}",
+            row["error_message"] or "",
+        )  # fmt: skip
+    _console().print(table)
+
+
+def _ts(value: Any) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@cli.command()
+@click.argument("job_id", required=False)
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in RunStatus]),
+    help="Only runs in this state.",
+)
+@click.option("--since", metavar="DURATION", help="Only runs started within, e.g. 24h, 30m, 7d.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print etl_job_runs rows as JSON.")
+@click.pass_obj
+@handles_errors
+def runs(
+    ctx: Context,
+    job_id: str | None,
+    status_: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Runs, newest first (--status failed --since 24h: failures of the last day)."""
+    if since is not None:
+        from highmark.config import parse_duration
+
+        try:
+            parse_duration(since)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+    records = ctx.project.runs(job_id, status=status_, since=since, limit=limit)
+    if as_json:
+        _echo_json([r.to_json() for r in records])
+        return
+    table = Table(
+        "run_id",
+        "job_id",
+        "run_status",
+        "started_at",
+        "secs",
+        "read",
+        "written",
+        "updated",
+        "deleted",
+        "triggered_by",
+        "error_message",
+    )
+    for r in records:
+        table.add_row(
+            str(r.run_id), r.job_id, r.run_status.value, _ts(r.started_at),
+            "" if r.duration_seconds is None else str(r.duration_seconds),
+            f"{r.rows_read:,}", f"{r.rows_written:,}", f"{r.rows_updated:,}", f"{r.rows_deleted:,}",
+            r.triggered_by or "", r.error_message or "",
+        )  # fmt: skip
+    _console().print(table)
+
+
+@cli.group()
+def watermark() -> None:
+    """Show, set (backfill) or reset a job's watermark."""
+
+
+@watermark.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the etl_watermarks row as JSON.")
+@click.pass_obj
+@handles_errors
+def watermark_show(ctx: Context, job_id: str, as_json: bool) -> None:
+    """Show JOB_ID's committed watermark."""
+    record = ctx.project.watermark(job_id)
+    if as_json:
+        _echo_json(record.to_json() if record else None)
+        return
+    if record is None:
+        click.echo(f"{job_id}: no watermark yet (the next run starts from the beginning)")
+        return
+    mark = record.watermark()
+    click.echo(
+        f"{job_id}: {record.source_table}.{record.watermark_column} ({record.watermark_type}) = "
+        f"{mark if mark else 'none'}; set by run {record.last_successful_run_id or '(by hand)'} at "
+        f"{_ts(record.last_updated_at)}"
+    )
+
+
+@watermark.command("set")
+@click.argument("job_id")
+@click.argument("value")
+@click.pass_obj
+@handles_errors
+def watermark_set(ctx: Context, job_id: str, value: str) -> None:
+    """Set JOB_ID's watermark to VALUE (a timestamp, TIMESTAMP/ID, or an integer)."""
+    record = ctx.project.set_watermark(job_id, value)
+    click.echo(f"{job_id}: watermark set to {record.watermark()}")
+
+
+@watermark.command("reset")
+@click.argument("job_id")
+@click.pass_obj
+@handles_errors
+def watermark_reset(ctx: Context, job_id: str) -> None:
+    """Forget JOB_ID's watermark and checkpoint: the next run reads from the beginning."""
+    ctx.project.reset_watermark(job_id)
+    click.echo(f"{job_id}: watermark reset; the next run starts from the beginning")
+
+
+@cli.group()
+def checkpoint() -> None:
+    """Show or reset a job's checkpoint_data."""
+
+
+@checkpoint.command("show")
+@click.argument("job_id")
+@click.pass_obj
+@handles_errors
+def checkpoint_show(ctx: Context, job_id: str) -> None:
+    """Pretty-print JOB_ID's checkpoint_data (null when it has none)."""
+    click.echo(json.dumps(ctx.project.checkpoint(job_id), indent=2, sort_keys=True))
+
+
+@checkpoint.command("reset")
+@click.argument("job_id")
+@click.pass_obj
+@handles_errors
+def checkpoint_reset(ctx: Context, job_id: str) -> None:
+    """Clear JOB_ID's checkpoint_data: an interrupted run is not resumed."""
+    ctx.project.reset_checkpoint(job_id)
+    click.echo(f"{job_id}: checkpoint cleared")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def demo(directory: Path) -> None:
+    """Create a sample SQLite project in DIRECTORY, run its job, change rows, run again."""
+    from highmark.demo import run_demo
+
+    run_demo(directory)
+
+
+def main() -> None:
+    cli(prog_name="highmark")

@@ -1,0 +1,131 @@
+"""Test fixtures: a real database per test on SQLite, PostgreSQL and MariaDB.
+
+PostgreSQL (127.0.0.1:5432, user postgres) and MariaDB (127.0.0.1:3306, root) must be running;
+`.ci/run` starts them. Each test gets its own database, created here and dropped after.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+
+from highmark import db as highmark_db
+
+PG_ADMIN_URL = os.environ.get(
+    "HIGHMARK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+MYSQL_ADMIN_URL = os.environ.get("HIGHMARK_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/")
+BACKENDS = ["sqlite", "postgresql", "mysql"]
+
+
+def _name() -> str:
+    return f"hm_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    """highmark caches engines per URL; close them so that test databases can be dropped."""
+    yield
+    highmark_db.dispose_all()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    name = _name()
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        highmark_db.dispose_all()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    name = _name()
+    admin = create_engine(MYSQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield f"mysql://root@127.0.0.1:3306/{name}"
+    finally:
+        highmark_db.dispose_all()
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def _url_for(backend: str, request: pytest.FixtureRequest, tmp_path: Path, label: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / (label + '.db')}"
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("mysql_url"))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One database on the parametrised backend (source, target and control share it)."""
+    return _url_for(backend, request, tmp_path, "data")
+
+
+def sa_url(url: str) -> str:
+    """The SQLAlchemy form of a highmark connection URL (for tests' own engines)."""
+    if url.startswith("postgresql://"):
+        return url.replace("postgresql://", "postgresql+psycopg://", 1)
+    if url.startswith("mysql://"):
+        return url.replace("mysql://", "mysql+pymysql://", 1) + "?charset=utf8mb4"
+    return url
+
+
+@pytest.fixture
+def engine_for() -> Iterator[Callable[[str], Engine]]:
+    """Plain SQLAlchemy engines for a test to set up and inspect databases."""
+    engines: list[Engine] = []
+
+    def make(url: str) -> Engine:
+        engine = create_engine(sa_url(url))
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def write_project(tmp_path: Path) -> Callable[..., Path]:
+    """Write a highmark.yml into tmp_path and return its path."""
+
+    def write(
+        *,
+        control: str | None = None,
+        connections: dict[str, Any],
+        jobs: dict[str, Any],
+        path: Path | None = None,
+    ) -> Path:
+        document: dict[str, Any] = {"connections": connections, "jobs": jobs}
+        if control is not None:
+            document["control"] = control
+        file = path or tmp_path / "highmark.yml"
+        file.write_text(yaml.safe_dump(document, sort_keys=False))
+        return file
+
+    return write
