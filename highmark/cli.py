@@ -398,6 +398,29 @@ def checkpoint_reset(ctx: Context, job_id: str) -> None:
 
 
 @cli.command()
+@click.argument("job_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_obj
+@handles_errors
+def check(ctx: Context, job_id: str | None, as_json: bool) -> None:
+    """Check each job's source: reachable, columns present, upper bound not blind."""
+    from highmark.checker import Level, check_job
+
+    project = ctx.project
+    jobs = [project.job(job_id)] if job_id else list(project.config.jobs.values())
+    findings = [f for job in jobs for f in check_job(project.config, job)]
+    if as_json:
+        _echo_json([f.__dict__ for f in findings])
+    else:
+        table = Table("job_id", "check", "result", "detail", "fix")
+        for f in findings:
+            table.add_row(f.job_id, f.check, f.level.value, f.detail, f.fix)
+        _console().print(table)
+    if any(f.level is Level.FAIL for f in findings):
+        sys.exit(EXIT_RUN_FAILED)
+
+
+@cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def demo(directory: Path) -> None:
     """Create a sample SQLite project in DIRECTORY, run its job, change rows, run again."""

@@ -160,6 +160,9 @@ class WatermarkSpec(_Strict):
     tiebreaker: str | None = None
     lag: timedelta = timedelta(0)
     on_null: Literal["error", "skip", "include"] = "error"
+    # What to do when the source role cannot see other sessions' transactions (the upper bound is
+    # then blind to late commits): refuse to run unless `lag` is set, or allow it knowingly.
+    blind_bound: Literal["refuse", "allow"] = "refuse"
 
     @field_validator("lag", mode="before")
     @classmethod

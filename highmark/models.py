@@ -193,6 +193,7 @@ class RunRecord:
     owner_token: str | None = None
     upper_bound: str | None = None
     upper_bound_reason: str | None = None
+    notes: list[str] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from highmark import clock
+from highmark import clock, failpoints
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import JobSpec, ProjectConfig, ResolvedConnection, redact_url
 from highmark.destinations.sql import SqlDestination
@@ -140,6 +140,7 @@ class _JobRun:
         self.phase = "starting"
         self.checkpoint: RunCheckpoint | None = None
         self.lease: LeaseKeeper | None = None
+        self.notes: list[str] = []
 
     # ------------------------------------------------------------------ outline
 
@@ -158,6 +159,7 @@ class _JobRun:
                 source_table=self.job.source.table,
                 watermark_column=self.job.watermark.column if self.job.watermark else None,
                 watermark_end=self.progress.position if self.job.watermark else None,
+                notes=self.notes,
             )
         except LeaseLostError:
             raise
@@ -269,15 +271,20 @@ class _JobRun:
             self.phase = "computing the upper bound"
             bound = self.source.upper_bound(committed)
             high, reason = bound.high, bound.reason
-            if bound.blind and not spec.lag:
-                raise SourceError(
-                    f"job {self.job.job_id}: the source role cannot see other sessions' "
-                    "transactions, so the safe upper bound is blind; grant it pg_read_all_stats "
-                    "(PostgreSQL) or PROCESS (MySQL/MariaDB), or set watermark.lag",
-                    retryable=False,
-                )
+            if bound.blind:
+                if not spec.lag and spec.blind_bound == "refuse":
+                    raise SourceError(
+                        f"job {self.job.job_id}: the source role cannot see other sessions' "
+                        "transactions, so the upper bound is blind to late commits; grant it "
+                        "pg_read_all_stats (PostgreSQL) or PROCESS (MySQL/MariaDB), or set "
+                        "watermark.lag (or watermark.blind_bound: allow)",
+                        retryable=False,
+                    )
+                self.notes.append(f"upper bound is blind to open transactions ({reason})")
             if bound.hold:
                 high = _low_value(committed)
+                self.notes.append(f"watermark held back: {reason}")
+            self._check_anomalies(bound.now if spec.type is WatermarkType.TIMESTAMP else None)
             low = committed
             if low is not None and spec.lag and low.ts is not None:
                 low = Watermark(WatermarkType.TIMESTAMP, ts=low.ts - spec.lag)
@@ -309,6 +316,31 @@ class _JobRun:
                     inclusive=spec.type is WatermarkType.TIMESTAMP and not spec.tiebreaker,
                 )
 
+    def _check_anomalies(self, now: datetime | None) -> None:
+        """NULL watermarks are an error unless the job says otherwise; future rows are reported."""
+        spec = self.job.watermark
+        assert spec is not None
+        found = self.source.anomalies(now)
+        table, column = self.job.source.table, spec.column
+        if found.null_rows:
+            if spec.on_null == "error":
+                raise SourceError(
+                    f"job {self.job.job_id}: {found.null_rows} row(s) of {table} have a NULL "
+                    f"{column}, which no window can read; fix them, or set watermark.on_null: "
+                    "skip or include",
+                    retryable=False,
+                )
+            verb = "skipped" if spec.on_null == "skip" else "included in every run"
+            self.notes.append(f"{found.null_rows} row(s) with a NULL {column} {verb}")
+        if found.future_rows:
+            latest = _bound_text(found.future_max)
+            note = (
+                f"{found.future_rows} row(s) have {column} after the source clock "
+                f"(up to {latest}); they stay out of every window until then"
+            )
+            log.warning("job %s: %s", self.job.job_id, note)
+            self.notes.append(note)
+
     def _write(self, batch: Batch) -> None:
         self.cancel.check()
         assert self.lease is not None
@@ -316,6 +348,7 @@ class _JobRun:
         self.phase = "writing"
         self.progress.record_hint = self._record_range(batch)
         counts = self.destination.merge_batch(batch.rows)
+        failpoints.reach("after_target_commit")
         self._count(counts.with_read(len(batch.rows)))
 
     def _count(self, counts: Counts) -> None:
@@ -421,6 +454,7 @@ class _JobRun:
             error_message=message,
             error_details=details,
             counts=self.progress.counts,
+            notes=self.notes,
         )
 
     def _close(self) -> None:

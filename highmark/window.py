@@ -36,6 +36,7 @@ class UpperBound:
 
     cap: datetime
     reason: str
+    now: datetime
     blind: bool = False
     hold: bool = False
 
@@ -98,6 +99,7 @@ def _postgres_cap(connection: Connection) -> UpperBound:
             reason=(
                 f"held by {row.prepared} pending prepared transaction(s) (gid {row.prepared_gid})"
             ),
+            now=now,
             blind=blind,
             hold=True,
         )
@@ -106,9 +108,10 @@ def _postgres_cap(connection: Connection) -> UpperBound:
         return UpperBound(
             cap=oldest,
             reason=f"held by pid {row.oldest_pid}, open since {_iso(oldest)}",
+            now=now,
             blind=blind,
         )
-    return UpperBound(cap=now, reason="source clock (no open transactions)", blind=blind)
+    return UpperBound(cap=now, reason="source clock (no open transactions)", now=now, blind=blind)
 
 
 def _mysql_cap(connection: Connection) -> UpperBound:
@@ -126,7 +129,9 @@ def _mysql_cap(connection: Connection) -> UpperBound:
         except DBAPIError:
             row, blind = None, True
     if blind:
-        return UpperBound(cap=now, reason="source clock (cannot see innodb_trx)", blind=True)
+        return UpperBound(
+            cap=now, reason="source clock (cannot see innodb_trx)", now=now, blind=True
+        )
     if row is not None:
         # trx_started is in the session time zone, which highmark sets to UTC.
         oldest = ensure_utc(row.trx_started) - MYSQL_MARGIN
@@ -137,8 +142,9 @@ def _mysql_cap(connection: Connection) -> UpperBound:
                     f"held by thread {row.trx_mysql_thread_id}, open since "
                     f"{_iso(oldest + MYSQL_MARGIN)}"
                 ),
+                now=now,
             )
-    return UpperBound(cap=now, reason="source clock (no open transactions)")
+    return UpperBound(cap=now, reason="source clock (no open transactions)", now=now)
 
 
 def _sqlite_cap(connection: Connection) -> UpperBound:
@@ -155,13 +161,17 @@ def _sqlite_cap(connection: Connection) -> UpperBound:
             text_ = str(exc).lower()
             now = _sqlite_now(cursor)
             if "locked" in text_ or "busy" in text_:
-                return UpperBound(cap=now, reason="held by an open write transaction", hold=True)
-            return UpperBound(cap=now, reason="source clock (read-only source file)", blind=True)
+                return UpperBound(
+                    cap=now, reason="held by an open write transaction", now=now, hold=True
+                )
+            return UpperBound(
+                cap=now, reason="source clock (read-only source file)", now=now, blind=True
+            )
         try:
             now = _sqlite_now(cursor)
         finally:
             cursor.execute("ROLLBACK")
-        return UpperBound(cap=now, reason="source clock (no open write transaction)")
+        return UpperBound(cap=now, reason="source clock (no open write transaction)", now=now)
     finally:
         cursor.execute(f"PRAGMA busy_timeout = {int(previous_timeout)}")
         cursor.close()

@@ -40,6 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import Text
 
+from highmark import failpoints
 from highmark.config import JobSpec, ResolvedConnection, TableRef
 from highmark.db import get_engine
 from highmark.errors import DestinationError, SchemaConflictError, translate_db_error
@@ -261,6 +262,7 @@ class SqlDestination:
             self._insert(stage, rows)
             counts = self._merge(stage, delete_missing=False)
             self._clear(stage)
+            failpoints.reach("mid_batch")
         return counts
 
     def _clear(self, stage: TableClause) -> None:
@@ -373,6 +375,7 @@ class SqlDestination:
     def stage_batch(self, rows: list[dict[str, Any]]) -> None:
         with self._transaction("cannot stage rows for"):
             self._insert(self._full_stage(), rows)
+            failpoints.reach("mid_batch")
 
     def stage_finish(self) -> Counts:
         stage = self._full_stage()

@@ -34,6 +34,16 @@ class Bound:
     reason: str
     blind: bool = False
     hold: bool = False
+    now: datetime | None = None  # the source database's clock when the bound was taken
+
+
+@dataclass(frozen=True)
+class Anomalies:
+    """Rows that no window will ever read as they are: NULL watermarks, and future timestamps."""
+
+    null_rows: int = 0
+    future_rows: int = 0
+    future_max: datetime | None = None
 
 
 class Source(Protocol):

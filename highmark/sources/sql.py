@@ -22,7 +22,7 @@ from highmark.config import JobSpec, ResolvedConnection, TableRef
 from highmark.db import get_engine
 from highmark.errors import SourceError, translate_db_error
 from highmark.models import Watermark, WatermarkType
-from highmark.sources.base import Batch, Bound
+from highmark.sources.base import Anomalies, Batch, Bound
 from highmark.sources.sqlite_text import SqliteTextTimestamps
 from highmark.sqlschema import TableSchema, reflect
 from highmark.sqltypes import ColumnInfo, Converter, Family, TimestampKind, read_converter
@@ -132,7 +132,27 @@ class SqlSource:
             reason=cap.reason,
             blind=cap.blind,
             hold=cap.hold,
+            now=cap.now,
         )
+
+    def anomalies(self, now: datetime | None) -> Anomalies:
+        """Count rows with a NULL watermark, and rows stamped after ``now`` (the source's clock)."""
+        spec = self.job.watermark
+        assert spec is not None
+        table = self.describe().clause()
+        wm = table.c[self._column(spec.column).name]
+        with self._errors("cannot inspect"), self.engine.connect() as conn:
+            nulls = conn.execute(select(func.count()).select_from(table).where(wm.is_(None)))
+            null_rows = int(nulls.scalar_one())
+            if now is None or spec.type is WatermarkType.INTEGER:
+                return Anomalies(null_rows=null_rows)
+            beyond = self._comparator(conn)(wm, ">", now)
+            row = conn.execute(select(func.count(), func.max(wm)).where(beyond)).one()
+        future_max = None
+        if row[1] is not None:
+            convert = read_converter(self._column(spec.column), self.zone)
+            future_max = convert(row[1]) if convert is not None else row[1]
+        return Anomalies(null_rows=null_rows, future_rows=int(row[0]), future_max=future_max)
 
     def _timestamp_digits(self, conn: Connection, column: ColumnInfo) -> int | None:
         if column.timestamp_kind is TimestampKind.SQLITE_TEXT:

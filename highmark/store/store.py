@@ -21,6 +21,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from highmark import failpoints
 from highmark.clock import ensure_utc
 from highmark.db import get_engine
 from highmark.errors import (
@@ -325,6 +326,7 @@ class ControlStore:
         source_table: str,
         watermark_column: str | None,
         watermark_end: Watermark | None,
+        notes: list[str] | None = None,
     ) -> RunRecord:
         """End a run ``success`` and move the watermark, in one transaction.
 
@@ -347,6 +349,7 @@ class ControlStore:
                 duration_seconds=_duration(handle.started_at, now),
                 heartbeat_at=now,
                 live_job_id=None,
+                notes=[scrub(n) for n in notes] if notes else None,
                 **_count_columns(counts),
                 **_watermark_columns("watermark_end", committed),
             )
@@ -355,6 +358,7 @@ class ControlStore:
                 .where(etl_jobs.c.job_id == handle.job_id)
                 .values(checkpoint_data=None)
             )
+            failpoints.reach("during_final_commit")
         return self.get_run(handle.run_id)
 
     def _advance_watermark(
@@ -402,6 +406,7 @@ class ControlStore:
         error_message: str,
         error_details: dict[str, Any] | None,
         counts: Counts,
+        notes: list[str] | None = None,
     ) -> RunRecord:
         """End a run ``failed`` or ``cancelled``; the watermark stays, the checkpoint is kept."""
         with self._begin("cannot finish the run") as connection:
@@ -416,6 +421,7 @@ class ControlStore:
                 live_job_id=None,
                 error_message=_clip(scrub(error_message)),
                 error_details=_scrub_json(error_details),
+                notes=[scrub(n) for n in notes] if notes else None,
                 **_count_columns(counts),
             )
         return self.get_run(handle.run_id)

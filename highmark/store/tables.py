@@ -129,6 +129,9 @@ etl_job_runs = Table(
     # extra: the window's upper bound and why it is where it is
     Column("upper_bound", String(64)),
     Column("upper_bound_reason", Text),
+    # extra: what a user should know about a run that did not fail it (rows with a NULL or future
+    # watermark, a held-back bound…): a JSON list of one-line notes
+    Column("notes", JSONDetails),
 )
 Index("idx_etl_runs_job", etl_job_runs.c.job_id, etl_job_runs.c.started_at.desc())
 Index("idx_etl_runs_status", etl_job_runs.c.run_status, etl_job_runs.c.started_at)
