@@ -9,6 +9,7 @@ column's precision.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,9 +19,17 @@ from sqlalchemy.exc import DBAPIError
 
 from highmark.clock import ensure_utc
 
-# MySQL/MariaDB report trx_started in whole seconds, and InnoDB may start a transaction after the
-# statement's NOW() was fixed: keep a whole second of margin (reliability-notes §1.4).
-MYSQL_MARGIN = timedelta(seconds=1)
+# The bound keeps a margin below the source's clock and below the oldest open transaction:
+# - MySQL/MariaDB report trx_started in whole seconds, InnoDB may start a transaction after the
+#   statement's NOW() was fixed (reliability-notes §1.4), and information_schema.innodb_trx is a
+#   cache refreshed at most every 0.1 s, so a transaction begun just now may not be listed yet;
+# - a PostgreSQL backend fixes its transaction's now() a moment before it shows in
+#   pg_stat_activity, so a transaction starting while the bound is taken may not be listed yet.
+# A second is far below any schedule's period and far above these gaps.
+CLOCK_MARGIN = timedelta(seconds=1)
+MYSQL_MARGIN = CLOCK_MARGIN
+MYSQL_CACHE_IDLE = timedelta(milliseconds=150)
+MYSQL_CACHE_ATTEMPTS = 10
 # Source sessions of highmark itself only read; they never hold back the bound.
 SOURCE_APPLICATION_NAME = "highmark-source"
 
@@ -92,6 +101,7 @@ def _postgres_cap(connection: Connection) -> UpperBound:
             {"own_app": SOURCE_APPLICATION_NAME},
         ).one()
     now = ensure_utc(row.now)
+    clock_cap = now - CLOCK_MARGIN
     blind = not row.can_see
     if row.prepared:
         return UpperBound(
@@ -103,7 +113,7 @@ def _postgres_cap(connection: Connection) -> UpperBound:
             blind=blind,
             hold=True,
         )
-    if row.oldest is not None and ensure_utc(row.oldest) < now:
+    if row.oldest is not None and ensure_utc(row.oldest) < clock_cap:
         oldest = ensure_utc(row.oldest)
         return UpperBound(
             cap=oldest,
@@ -111,40 +121,66 @@ def _postgres_cap(connection: Connection) -> UpperBound:
             now=now,
             blind=blind,
         )
-    return UpperBound(cap=now, reason="source clock (no open transactions)", now=now, blind=blind)
+    return UpperBound(
+        cap=clock_cap, reason="source clock less 1s (no older open transaction)", now=now, blind=blind
+    )
 
 
 def _mysql_cap(connection: Connection) -> UpperBound:
-    with connection.begin():
-        now = ensure_utc(connection.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one())
-        try:
-            row = connection.execute(
-                text(
-                    "SELECT trx_started, trx_mysql_thread_id FROM information_schema.innodb_trx"
-                    " WHERE trx_mysql_thread_id <> CONNECTION_ID()"
-                    " ORDER BY trx_started LIMIT 1"
+    """The oldest open InnoDB transaction, from a cache proven fresh.
+
+    information_schema.innodb_trx is a cache that InnoDB refreshes only after it went unread for
+    0.1 s, so a session polling it often can keep it stale for ever. The bound's own transaction
+    registers with InnoDB first; a cache that lists it was refreshed after it began, and so lists
+    every transaction that began before it and is still open.
+    """
+    for _ in range(MYSQL_CACHE_ATTEMPTS):
+        with connection.begin():
+            connection.execute(text("START TRANSACTION WITH CONSISTENT SNAPSHOT"))
+            now = ensure_utc(connection.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one())
+            try:
+                rows = connection.execute(
+                    text(
+                        "SELECT trx_started, trx_mysql_thread_id,"
+                        " trx_mysql_thread_id = CONNECTION_ID() AS mine"
+                        " FROM information_schema.innodb_trx ORDER BY trx_started"
+                    )
+                ).all()
+            except DBAPIError:
+                return UpperBound(
+                    cap=now - CLOCK_MARGIN,
+                    reason="source clock less 1s (cannot see innodb_trx)",
+                    now=now,
+                    blind=True,
                 )
-            ).first()
-            blind = False
-        except DBAPIError:
-            row, blind = None, True
-    if blind:
-        return UpperBound(
-            cap=now, reason="source clock (cannot see innodb_trx)", now=now, blind=True
-        )
-    if row is not None:
+        if any(r.mine for r in rows):
+            return _mysql_bound(now, [r for r in rows if not r.mine])
+        time.sleep(MYSQL_CACHE_IDLE.total_seconds())
+    return UpperBound(
+        cap=now,
+        reason="held: information_schema.innodb_trx stays stale (another session reads it constantly)",
+        now=now,
+        hold=True,
+    )
+
+
+def _mysql_bound(now: datetime, others: list[Any]) -> UpperBound:
+    if others:
         # trx_started is in the session time zone, which highmark sets to UTC.
-        oldest = ensure_utc(row.trx_started) - MYSQL_MARGIN
-        if oldest < now:
+        first = others[0]
+        oldest = ensure_utc(first.trx_started) - MYSQL_MARGIN
+        if oldest < now - CLOCK_MARGIN:
             return UpperBound(
                 cap=oldest,
                 reason=(
-                    f"held by thread {row.trx_mysql_thread_id}, open since "
+                    f"held by thread {first.trx_mysql_thread_id}, open since "
                     f"{_iso(oldest + MYSQL_MARGIN)}"
                 ),
                 now=now,
             )
-    return UpperBound(cap=now, reason="source clock (no open transactions)", now=now)
+    return UpperBound(
+        cap=now - CLOCK_MARGIN, reason="source clock less 1s (no older open transaction)", now=now
+    )
 
 
 def _sqlite_cap(connection: Connection) -> UpperBound:
