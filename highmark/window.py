@@ -122,7 +122,10 @@ def _postgres_cap(connection: Connection) -> UpperBound:
             blind=blind,
         )
     return UpperBound(
-        cap=clock_cap, reason="source clock less 1s (no older open transaction)", now=now, blind=blind
+        cap=clock_cap,
+        reason="source clock less 1s (no older open transaction)",
+        now=now,
+        blind=blind,
     )
 
 
@@ -158,7 +161,7 @@ def _mysql_cap(connection: Connection) -> UpperBound:
         time.sleep(MYSQL_CACHE_IDLE.total_seconds())
     return UpperBound(
         cap=now,
-        reason="held: information_schema.innodb_trx stays stale (another session reads it constantly)",
+        reason="held: information_schema.innodb_trx stays stale (read constantly by a session)",
         now=now,
         hold=True,
     )

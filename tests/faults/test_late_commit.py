@@ -7,9 +7,9 @@ tests hold real transactions open on PostgreSQL and MariaDB while highmark runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-import time
 from datetime import timedelta
 from pathlib import Path
 
