@@ -293,6 +293,8 @@ def target_type(column: ColumnInfo, dialect: str, *, in_key: bool) -> sqltypes.T
     if family is Family.DATE:
         return sqltypes.Date()
     if family is Family.TIME:
+        if dialect == "mysql":  # MySQL's TIME defaults to whole seconds
+            return mysql.TIME(fsp=6 if column.precision is None else column.precision)
         return sqltypes.Time()
     if family is Family.BINARY:
         return mysql.LONGBLOB() if dialect == "mysql" else sqltypes.LargeBinary()

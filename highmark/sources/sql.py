@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -61,9 +62,26 @@ class SqlSource:
                     f"{self.connection.name} ({self.connection.display_url})",
                     retryable=False,
                 )
+            schema = self._sqlite_text_watermark(schema)
             self._schema = schema
             self._check_job_columns(schema)
         return self._schema
+
+    def _sqlite_text_watermark(self, schema: TableSchema) -> TableSchema:
+        """On SQLite a timestamp watermark may be declared TEXT (or untyped): SQLite keeps
+        timestamps as text either way, so the column is read as a SQLite text timestamp."""
+        spec = self.job.watermark
+        if schema.dialect != "sqlite" or spec is None or spec.type is not WatermarkType.TIMESTAMP:
+            return schema
+        column = schema.find(spec.column)
+        if column is None or column.family not in (Family.STRING, Family.OTHER):
+            return schema
+        as_timestamp = replace(
+            column, family=Family.TIMESTAMP, timestamp_kind=TimestampKind.SQLITE_TEXT
+        )
+        return replace(
+            schema, columns=tuple(as_timestamp if c is column else c for c in schema.columns)
+        )
 
     def _check_job_columns(self, schema: TableSchema) -> None:
         job = self.job
@@ -256,23 +274,30 @@ class SqlSource:
         ]
         pk_columns = [self._column(n).name for n in pk_names] if pk_names else None
         result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
-        for partition in result.partitions(batch_size):
-            rows = []
-            for raw in partition:
-                rows.append(
-                    {
-                        name: (
-                            convert(value) if convert is not None and value is not None else value
-                        )
-                        for (name, convert), value in zip(converters, raw, strict=True)
-                    }
-                )
-            keys = [k for k in (key_of(r) for r in rows) if k is not None]
-            if pk_columns is None:
-                yield Batch(rows=rows, last_key=keys[-1] if keys else None)
-            else:
-                last_pk = tuple(rows[-1][c] for c in pk_columns)
-                yield Batch(rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None)
+        # When a run stops mid-read (cancelled, or the target failed), this generator is closed:
+        # the server-side cursor is closed with it, not left open for the garbage collector.
+        with result:
+            for partition in result.partitions(batch_size):
+                rows = []
+                for raw in partition:
+                    rows.append(
+                        {
+                            name: (
+                                convert(value)
+                                if convert is not None and value is not None
+                                else value
+                            )
+                            for (name, convert), value in zip(converters, raw, strict=True)
+                        }
+                    )
+                keys = [k for k in (key_of(r) for r in rows) if k is not None]
+                if pk_columns is None:
+                    yield Batch(rows=rows, last_key=keys[-1] if keys else None)
+                else:
+                    last_pk = tuple(rows[-1][c] for c in pk_columns)
+                    yield Batch(
+                        rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None
+                    )
 
     def _key_of(self, row: dict[str, Any]) -> Watermark | None:
         spec = self.job.watermark
