@@ -106,8 +106,9 @@ def cli(ctx: click.Context, project_path: str | None, debug: bool) -> None:
 @handles_errors
 def migrate(ctx: Context) -> None:
     """Create or upgrade the control tables."""
-    project = ctx.project
+    project = Project.load(ctx.project_path, sync=False, migrate=False)
     before, after = project.migrate()
+    project.sync()
     if before == after:
         click.echo(f"control store is up to date (revision {after})")
     else:
@@ -430,4 +431,19 @@ def demo(directory: Path) -> None:
 
 
 def main() -> None:
-    cli(prog_name="highmark")
+    """Run the command; a usage error, like every other error, is one line on stderr."""
+    try:
+        code = cli.main(prog_name="highmark", standalone_mode=False)
+    except click.ClickException as exc:
+        message = exc.format_message()
+        if "\n" in message.strip():  # a group named without its subcommand: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        if isinstance(exc, click.UsageError) and ctx is not None:
+            message += f" (see '{ctx.command_path} --help')"
+        _fail(message, exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

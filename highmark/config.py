@@ -7,6 +7,7 @@ registered with :mod:`highmark.redact` as soon as they are read.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -52,6 +53,8 @@ _DRIVERS = {
     "mariadb": "mysql+pymysql",
     "sqlite": "sqlite",
 }
+# Other names of a backend, as SQLAlchemy knows it (``postgres+psycopg://`` -> ``postgresql+…``).
+_ALIASES = {"postgres": "postgresql", "mariadb": "mysql"}
 
 
 def parse_duration(value: str | float | int) -> timedelta:
@@ -68,23 +71,35 @@ def parse_duration(value: str | float | int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def normalize_url(raw: str, base_dir: Path) -> URL:
-    """Parse a connection URL, pick its driver, anchor relative SQLite paths at ``base_dir``."""
+def _parse_url(raw: str) -> URL:
+    """Parse a connection URL, register its secrets, refuse a scheme highmark cannot use."""
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ValueError(
             "is not a connection URL (sqlite:///…, postgresql://…, mysql://…)"
         ) from None
+    register_secret(url.password if isinstance(url.password, str) else None)
+    for key, value in url.query.items():
+        if any(hint in key.lower() for hint in _SECRET_KEY_HINTS):
+            for item in [value] if isinstance(value, str) else value:
+                register_secret(item)
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
         raise ValueError(
             f"has the unsupported scheme {backend!r} (use sqlite, postgresql, mysql or mariadb)"
         )
+    return url
+
+
+def normalize_url(raw: str, base_dir: Path) -> URL:
+    """Parse a connection URL, pick its driver, anchor relative SQLite paths at ``base_dir``."""
+    url = _parse_url(raw)
+    backend = url.get_backend_name()
     if "+" not in url.drivername:
         url = url.set(drivername=_DRIVERS[backend])
-    elif backend == "mariadb":
-        url = url.set(drivername="mysql+" + url.get_driver_name())
+    elif backend in _ALIASES:
+        url = url.set(drivername=f"{_ALIASES[backend]}+{url.get_driver_name()}")
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
@@ -92,11 +107,6 @@ def normalize_url(raw: str, base_dir: Path) -> URL:
             if not path.is_absolute():
                 path = (base_dir / path).resolve()
             url = url.set(database=str(path))
-    register_secret(url.password if isinstance(url.password, str) else None)
-    for key, value in url.query.items():
-        if any(hint in key.lower() for hint in _SECRET_KEY_HINTS):
-            for item in [value] if isinstance(value, str) else value:
-                register_secret(item)
     return url
 
 
@@ -118,6 +128,12 @@ class ConnectionSpec(_Strict):
 
     url: str
     timezone: str = "UTC"
+
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, value: str) -> str:
+        _parse_url(value)  # refuse a bad URL before any work, and learn its password now
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -174,9 +190,11 @@ class WatermarkSpec(_Strict):
     @model_validator(mode="after")
     def _coherent(self) -> WatermarkSpec:
         if self.type is WatermarkType.INTEGER and self.tiebreaker:
-            raise ValueError("an integer watermark takes no tiebreaker (the column is the key)")
+            raise _KeyedError(
+                ("tiebreaker",), "an integer watermark takes no tiebreaker (the column is the key)"
+            )
         if self.type is WatermarkType.INTEGER and self.lag:
-            raise ValueError("lag applies to timestamp watermarks only")
+            raise _KeyedError(("lag",), "lag applies to timestamp watermarks only")
         return self
 
 
@@ -212,7 +230,7 @@ class JobSpec(_Strict):
     @classmethod
     def _supported(cls, value: LoadType) -> LoadType:
         if value is LoadType.CDC:
-            raise ValueError("load_type 'cdc' is not supported yet (use full or incremental)")
+            raise ValueError("'cdc' is not supported yet (use full or incremental)")
         return value
 
     @field_validator("schedule")
@@ -229,9 +247,11 @@ class JobSpec(_Strict):
     @model_validator(mode="after")
     def _coherent(self) -> JobSpec:
         if self.load_type is LoadType.INCREMENTAL and self.watermark is None:
-            raise ValueError("an incremental job needs a watermark: {column: …, type: …}")
+            raise _KeyedError(
+                ("watermark",), "an incremental job needs a watermark: {column: …, type: …}"
+            )
         if len(set(self.primary_key)) != len(self.primary_key):
-            raise ValueError("primary_key lists a column twice")
+            raise _KeyedError(("primary_key",), "lists a column twice")
         return self
 
     @property
@@ -246,6 +266,12 @@ class ProjectConfig(_Strict):
     control: str = DEFAULT_CONTROL_URL
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
+
+    @field_validator("control")
+    @classmethod
+    def _known_url(cls, value: str) -> str:
+        _parse_url(value)
+        return value
 
     @field_validator("connections", mode="before")
     @classmethod
@@ -289,7 +315,8 @@ class ProjectConfig(_Strict):
 
 
 class _KeyedError(ValueError):
-    """A cross-field error that knows the path of the key it is about."""
+    """A cross-field error that knows the path of the key it is about, relative to the model that
+    raised it (the root model raises it with the key's whole path)."""
 
     def __init__(self, path: tuple[str, ...], message: str) -> None:
         super().__init__(message)
@@ -414,16 +441,22 @@ def _where(file: Path, lines: dict[tuple[str, ...], int], path: tuple[str, ...])
 def _config_error(
     exc: ValidationError, file: Path, lines: dict[tuple[str, ...], int]
 ) -> ConfigError:
-    error = exc.errors()[0]
-    path = tuple(str(p) for p in error["loc"])
-    # Drop pydantic's union/function markers from the location.
-    path = tuple(p for p in path if not p.startswith(("function-", "tagged-union")))
+    errors = exc.errors()
+    # A misspelt key also makes the key it was meant to be "missing": report the misspelling.
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    path = _loc(error)
     message = str(error["msg"]).removeprefix("Value error, ")
     ctx_error = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _KeyedError):
-        path, message = ctx_error.path, ctx_error.message
+        path, message = (*path, *ctx_error.path), ctx_error.message
+    explained = 1
     if error["type"] == "extra_forbidden":
         message = f"unknown key {path[-1]!r}"
+        close = difflib.get_close_matches(path[-1], _keys_of(path[:-1]), n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+            if any(e["type"] == "missing" and _loc(e) == (*path[:-1], close[0]) for e in errors):
+                explained += 1
     elif error["type"] == "enum":
         expected = (error.get("ctx") or {}).get("expected", "")
         message = f"{error['input']!r} is not one of {expected}"
@@ -431,8 +464,36 @@ def _config_error(
         message = "is required"
     if path and path[-1] == "job_id" and len(path) == 3:
         message = f"job id {path[1]!r} is not valid (letters, digits, _ . -; at most 100)"
-    extra = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    more = len(errors) - explained
+    extra = f" (and {more} more)" if more > 0 else ""
     return ConfigError(f"{_where(file, lines, path)}: {message}{extra}")
+
+
+def _loc(error: Any) -> tuple[str, ...]:
+    """An error's key path, without pydantic's union/function markers."""
+    path = (str(p) for p in error["loc"])
+    return tuple(p for p in path if not p.startswith(("function-", "tagged-union")))
+
+
+def _keys_of(section: tuple[str, ...]) -> list[str]:
+    """The keys a section of the project file may have (to suggest one for a misspelt key)."""
+    model: type[BaseModel]
+    match section:
+        case ():
+            model = ProjectConfig
+        case ("connections", _):
+            model = ConnectionSpec
+        case ("jobs", _):
+            model = JobSpec
+        case ("jobs", _, "source" | "target"):
+            model = TableRef
+        case ("jobs", _, "watermark"):
+            model = WatermarkSpec
+        case ("jobs", _, "soft_delete"):
+            model = SoftDeleteSpec
+        case _:
+            return []
+    return [key for key in model.model_fields if key not in ("path", "job_id")]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ the server, and on SQLite takes real transactions (``BEGIN``) so that DDL and cl
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event
@@ -85,9 +87,23 @@ def _make_sqlite_transactional(engine: Engine, role: Role) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
         if role == "control" and engine.url.database not in (None, "", ":memory:"):
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN" if role == "source" else "BEGIN IMMEDIATE")
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch to WAL (readers never block the writer). SQLite answers this PRAGMA "locked" at
+    once, ignoring the busy timeout, while another connection writes: wait for it by hand."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

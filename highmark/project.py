@@ -37,10 +37,13 @@ class Project:
         self.store = store
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, sync: bool = True) -> Project:
-        """Read and validate the project file, open its control store, sync its jobs."""
+    def load(
+        cls, path: str | Path | None = None, *, sync: bool = True, migrate: bool = True
+    ) -> Project:
+        """Read and validate the project file, open its control store (bringing its schema up to
+        date unless ``migrate=False``), sync its jobs."""
         config = load_project_config(path)
-        store = ControlStore.open(config.control_url())
+        store = ControlStore.open(config.control_url(), migrate_schema=migrate)
         project = cls(config, store)
         if sync:
             project.sync()

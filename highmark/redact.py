@@ -38,13 +38,22 @@ def scrub(text: str) -> str:
 
 
 class ScrubbingFilter(logging.Filter):
-    """A logging filter that scrubs secrets from the rendered message of every record."""
+    """A logging filter that scrubs secrets from the rendered message of every record, and from
+    its traceback and stack."""
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = scrub(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Handlers format the traceback only after their filters ran: render it here, where
+            # it can be scrubbed (chained driver errors carry their messages unscrubbed).
+            record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True

@@ -402,13 +402,18 @@ class _JobRun:
             + f" of {self.job.source.table} into {self.job.target.table}",
         )
         self.phase = "staging"
-        self.destination.stage_begin(after_pk)
+        if not self.destination.stage_begin(after_pk) and after_pk is not None:
+            log.warning(
+                "job %s: the staging table is gone; the full load starts over", self.job.job_id
+            )
+            after_pk, self.progress.max_key = None, None
         for batch in self.source.read_all(after_pk, high, batch_size=self.job.batch_size):
             self.cancel.check()
             assert self.lease is not None
             self.lease.check()
             self.progress.record_hint = self._record_range(batch)
             self.destination.stage_batch(batch.rows)
+            failpoints.reach("after_target_commit")
             self._count(Counts(rows_read=len(batch.rows)))
             self.progress.max_key = later_of(self.progress.max_key, batch.max_key_within)
             self._save_checkpoint(

@@ -19,8 +19,8 @@ class Destination(Protocol):
         """Upsert ``rows`` by primary key in one committed transaction; report what changed."""
         ...
 
-    def stage_begin(self, resume_after: tuple[Any, ...] | None) -> None:
-        """Start (or, after ``resume_after``, continue) staging a full load."""
+    def stage_begin(self, resume_after: tuple[Any, ...] | None) -> bool:
+        """Start (or, after ``resume_after``, continue: then True) staging a full load."""
         ...
 
     def stage_batch(self, rows: list[dict[str, Any]]) -> None:

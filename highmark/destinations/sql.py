@@ -338,7 +338,10 @@ class SqlDestination:
     def _full_stage(self) -> TableClause:
         return raw_table(self.full_stage_name, self.ref.schema_name, [t for _, t in self._mapping])
 
-    def stage_begin(self, resume_after: tuple[Any, ...] | None) -> None:
+    def stage_begin(self, resume_after: tuple[Any, ...] | None) -> bool:
+        """Start staging; True when an earlier, interrupted staging continues after
+        ``resume_after``. Without its staging table (it was merged and dropped, or never made),
+        a full load starts over: merging a partial stage would delete the rest of the target."""
         stage = self._full_stage()
         with self._transaction("cannot read"):
             exists_now = reflect(self.conn, self.ref.schema_name, self.full_stage_name) is not None
@@ -349,7 +352,7 @@ class SqlDestination:
                 self.conn.execute(
                     delete(stage).where(keyset_after(keys, list(self._key_values(resume_after))))
                 )
-            return
+            return True
         quoted = self._quote_qualified(self.ref.schema_name, self.full_stage_name)
         pk_cols = ", ".join(self._quote(self._tcol(c)) for c in self.job.primary_key)
         index_name = self._quote(f"{self.full_stage_name}_pk"[:64])
@@ -362,6 +365,7 @@ class SqlDestination:
             if self.dialect == "sqlite" and self.ref.schema_name:
                 index_name = f"{self._quote(self.ref.schema_name)}.{index_name}"
             self.conn.execute(text(f"CREATE UNIQUE INDEX {index_name} ON {on} ({pk_cols})"))
+        return False
 
     def _key_values(self, key: tuple[Any, ...]) -> list[Any]:
         values = []

@@ -204,30 +204,37 @@ class SqlSource:
         table = schema.clause()
         wm = table.c[self._column(spec.column).name]
         tb = table.c[self._column(spec.tiebreaker).name] if spec.tiebreaker else None
+        pk_cols = [table.c[self._column(c).name] for c in self.job.primary_key]
         with self._errors("cannot read"), self.engine.connect() as conn:
             compare = self._comparator(conn)
-            conditions: list[ColumnElement[bool]] = []
-            if low is not None:
-                low_value = low.id if spec.type is WatermarkType.INTEGER else low.ts
-                if inclusive or (tb is not None and low.id is None):
-                    conditions.append(compare(wm, ">=", low_value))
-                elif tb is not None:
-                    conditions.append(
-                        or_(
-                            compare(wm, ">", low_value),
-                            and_(compare(wm, "=", low_value), tb > _raw(low.id)),
-                        )
+        conditions: list[ColumnElement[bool]] = []
+        if low is not None:
+            low_value = low.id if spec.type is WatermarkType.INTEGER else low.ts
+            if inclusive or (tb is not None and low.id is None):
+                conditions.append(compare(wm, ">=", low_value))
+            elif tb is not None:
+                conditions.append(
+                    or_(
+                        compare(wm, ">", low_value),
+                        and_(compare(wm, "=", low_value), tb > _raw(low.id)),
                     )
-                else:
-                    conditions.append(compare(wm, ">", low_value))
-            if high is not None:
-                conditions.append(compare(wm, "<=", high))
-            where: ColumnElement[bool] = and_(true(), *conditions)
-            if spec.on_null == "include":
-                where = or_(where, wm.is_(None))
-            order = [wm, *([tb] if tb is not None else [])]
-            query = select(table).where(where).order_by(*order)
-            yield from self._stream(conn, query, batch_size, self._key_of)
+                )
+            else:
+                conditions.append(compare(wm, ">", low_value))
+        if high is not None:
+            conditions.append(compare(wm, "<=", high))
+        where: ColumnElement[bool] = and_(true(), *conditions)
+        include_nulls = spec.on_null == "include"
+        if self.describe().dialect == "sqlite":
+            rest = [tb] if tb is not None else pk_cols
+            yield from self._pages(table, where, [wm, *rest], batch_size, self._key_of, compare)
+            if include_nulls:
+                yield from self._pages(table, wm.is_(None), pk_cols, batch_size, self._key_of, None)
+            return
+        if include_nulls:
+            where = or_(where, wm.is_(None))
+        query = select(table).where(where).order_by(wm, *([tb] if tb is not None else []))
+        yield from self._stream(query, batch_size, self._key_of)
 
     def read_all(
         self, after_pk: tuple[Any, ...] | None, high: datetime | int | None, *, batch_size: int
@@ -240,64 +247,124 @@ class SqlSource:
             conditions.append(keyset_after(pk_cols, list(after_pk)))
         if self.job.soft_delete and self.job.soft_delete.mode == "delete":
             conditions.append(table.c[self._column(self.job.soft_delete.column).name].is_(None))
-        query = select(table).where(and_(true(), *conditions)).order_by(*pk_cols)
         spec = self.job.watermark
-        with self._errors("cannot read"), self.engine.connect() as conn:
-            if (
-                spec is not None
-                and self._column(spec.column).timestamp_kind is TimestampKind.SQLITE_TEXT
-            ):
+        if (
+            spec is not None
+            and self._column(spec.column).timestamp_kind is TimestampKind.SQLITE_TEXT
+        ):
+            with self._errors("cannot read"), self.engine.connect() as conn:
                 self._sqlite_formats(conn)
 
-            def key_within(row: dict[str, Any]) -> Watermark | None:
-                key = self._key_of(row) if spec is not None else None
-                if key is None or high is None:
-                    return key
-                value = key.id if key.type is WatermarkType.INTEGER else key.ts
-                return key if value is not None and value <= high else None  # type: ignore[operator]
+        def key_within(row: dict[str, Any]) -> Watermark | None:
+            key = self._key_of(row) if spec is not None else None
+            if key is None or high is None:
+                return key
+            value = key.id if key.type is WatermarkType.INTEGER else key.ts
+            return key if value is not None and value <= high else None  # type: ignore[operator]
 
-            yield from self._stream(
-                conn, query, batch_size, key_within, pk_names=self.job.primary_key
-            )
+        where = and_(true(), *conditions)
+        if schema.dialect == "sqlite":
+            yield from self._pages(table, where, pk_cols, batch_size, key_within, None, by_pk=True)
+            return
+        query = select(table).where(where).order_by(*pk_cols)
+        yield from self._stream(query, batch_size, key_within, by_pk=True)
 
     def _stream(
         self,
-        conn: Connection,
         query: Any,
         batch_size: int,
         key_of: Callable[[dict[str, Any]], Watermark | None],
-        pk_names: list[str] | None = None,
+        *,
+        by_pk: bool = False,
     ) -> Iterator[Batch]:
-        schema = self.describe()
-        converters: list[tuple[str, Converter | None]] = [
-            (c.name, read_converter(c, self.zone)) for c in schema.columns
+        """One ordered query, streamed from a server-side cursor: one snapshot, one sort."""
+        with self._errors("cannot read"), self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(
+                query
+            )
+            # When a run stops mid-read (cancelled, or the target failed), this generator is
+            # closed: the server-side cursor is closed with it, not left to the garbage collector.
+            with result:
+                for partition in result.partitions(batch_size):
+                    yield self._batch(partition, key_of, by_pk=by_pk)
+
+    def _pages(
+        self,
+        table: Any,
+        where: ColumnElement[bool],
+        order: list[Any],
+        batch_size: int,
+        key_of: Callable[[dict[str, Any]], Watermark | None],
+        compare_first: Callable[[Any, str, Any], ColumnElement[bool]] | None,
+        *,
+        by_pk: bool = False,
+    ) -> Iterator[Batch]:
+        """Keyset pages, each read in a short transaction of its own.
+
+        SQLite holds a reader's lock for as long as a statement is open, which would block a
+        target in the same file; so SQLite sources are read a page at a time, continuing after
+        the last row's key (in ``order``, whose first column may need ``compare_first``).
+        """
+        names = [c.name for c in self.describe().columns]
+        positions = [names.index(col.name) for col in order]
+        last: list[Any] | None = None
+        while True:
+            condition = (
+                where if last is None else and_(where, self._after(order, last, compare_first))
+            )
+            query = select(table).where(condition).order_by(*order).limit(batch_size)
+            with self._errors("cannot read"), self.engine.connect() as conn:
+                raw_rows = conn.execute(query).all()
+            if not raw_rows:
+                return
+            batch = self._batch(raw_rows, key_of, by_pk=by_pk)
+            tail = raw_rows[-1]
+            last = [tail[i] for i in positions]
+            if compare_first is not None:
+                # The first key is compared as a canonical value (SQLite text timestamps).
+                last[0] = batch.rows[-1][order[0].name]
+            yield batch
+            if len(raw_rows) < batch_size:
+                return
+
+    @staticmethod
+    def _after(
+        order: list[Any],
+        last: list[Any],
+        compare_first: Callable[[Any, str, Any], ColumnElement[bool]] | None,
+    ) -> ColumnElement[bool]:
+        if compare_first is None:
+            return keyset_after(order, last)
+        first, rest = order[0], order[1:]
+        return or_(
+            compare_first(first, ">", last[0]),
+            and_(compare_first(first, "=", last[0]), keyset_after(rest, last[1:])),
+        )
+
+    def _batch(
+        self,
+        raw_rows: Any,
+        key_of: Callable[[dict[str, Any]], Watermark | None],
+        *,
+        by_pk: bool,
+    ) -> Batch:
+        converters = self._converters()
+        rows = [
+            {
+                name: (convert(value) if convert is not None and value is not None else value)
+                for (name, convert), value in zip(converters, raw, strict=True)
+            }
+            for raw in raw_rows
         ]
-        pk_columns = [self._column(n).name for n in pk_names] if pk_names else None
-        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
-        # When a run stops mid-read (cancelled, or the target failed), this generator is closed:
-        # the server-side cursor is closed with it, not left open for the garbage collector.
-        with result:
-            for partition in result.partitions(batch_size):
-                rows = []
-                for raw in partition:
-                    rows.append(
-                        {
-                            name: (
-                                convert(value)
-                                if convert is not None and value is not None
-                                else value
-                            )
-                            for (name, convert), value in zip(converters, raw, strict=True)
-                        }
-                    )
-                keys = [k for k in (key_of(r) for r in rows) if k is not None]
-                if pk_columns is None:
-                    yield Batch(rows=rows, last_key=keys[-1] if keys else None)
-                else:
-                    last_pk = tuple(rows[-1][c] for c in pk_columns)
-                    yield Batch(
-                        rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None
-                    )
+        keys = [k for k in (key_of(r) for r in rows) if k is not None]
+        if not by_pk:
+            return Batch(rows=rows, last_key=keys[-1] if keys else None)
+        pk_columns = [self._column(n).name for n in self.job.primary_key]
+        last_pk = tuple(rows[-1][c] for c in pk_columns)
+        return Batch(rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None)
+
+    def _converters(self) -> list[tuple[str, Converter | None]]:
+        return [(c.name, read_converter(c, self.zone)) for c in self.describe().columns]
 
     def _key_of(self, row: dict[str, Any]) -> Watermark | None:
         spec = self.job.watermark

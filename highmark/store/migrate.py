@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 
-from highmark.errors import StoreVersionError
+from highmark.errors import StoreError, StoreVersionError
 from highmark.store.tables import VERSION_TABLE
 
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -36,8 +36,17 @@ def head_revision() -> str:
 
 
 def current_revision(connection: Connection) -> str | None:
+    """The store's revision; a store with several (a newer highmark's branches) is refused."""
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    heads = context.get_current_heads()
+    for head in heads:
+        check_not_newer(head)
+    if len(heads) > 1:
+        raise StoreVersionError(
+            f"the control store's schema has several revisions ({', '.join(heads)}); "
+            "it was written by another highmark version: upgrade highmark to use it"
+        )
+    return heads[0] if heads else None
 
 
 def check_not_newer(revision: str | None) -> None:
@@ -91,15 +100,19 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
             connection.commit()
     elif dialect == "mysql":
-        connection.execute(
+        # One lock per database: stores on one server do not wait for each other.
+        name = f"{_LOCK_NAME}.{connection.exec_driver_sql('SELECT DATABASE()').scalar()}"[:64]
+        got = connection.execute(
             text("SELECT GET_LOCK(:name, :timeout)"),
-            {"name": _LOCK_NAME, "timeout": _MYSQL_LOCK_TIMEOUT_SECONDS},
-        )
+            {"name": name, "timeout": _MYSQL_LOCK_TIMEOUT_SECONDS},
+        ).scalar()
         connection.commit()
+        if got != 1:
+            raise StoreError("another process has been migrating this control store for 60s")
         try:
             yield
         finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _LOCK_NAME})
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
             connection.commit()
     else:
         yield

@@ -28,6 +28,7 @@ from highmark.errors import (
     JobNotFoundError,
     LeaseLostError,
     StoreError,
+    one_line,
     translate_db_error,
 )
 from highmark.models import (
@@ -238,8 +239,9 @@ class ControlStore:
             try:
                 return self._insert_run(job_id, token, triggered_by, host, pid, watermark_start)
             except IntegrityError as exc:
-                # Every database names the violated key's column in its message.
-                if "live_job_id" in str(exc.orig):
+                # Every database names the violated unique key's column in the first line of its
+                # message (a foreign-key error's detail line may quote the job id instead).
+                if "live_job_id" in one_line(str(exc.orig)):
                     return None
                 raise
 
@@ -442,12 +444,12 @@ class ControlStore:
                     finished_at=now,
                     duration_seconds=_duration(run.started_at, now),
                     live_job_id=None,
-                    error_message=_clip(reason),
+                    error_message=_clip(scrub(reason)),
                     error_details={
                         "reason": "abandoned",
                         "retryable": True,
                         "exception_type": "AbandonedRun",
-                        "message": reason,
+                        "message": scrub(reason),
                     },
                 )
             )
@@ -613,6 +615,6 @@ def _scrub_json(value: Any) -> Any:
         return scrub(value)
     if isinstance(value, dict):
         return {k: _scrub_json(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_scrub_json(v) for v in value]
     return value

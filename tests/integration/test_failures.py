@@ -360,14 +360,6 @@ def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SQLite source and target in one file (not in WAL mode): the source read keeps its "
-    "SHARED lock for the whole window, so the target's first commit waits for it until the busy "
-    "timeout and fails with 'database is locked' (sources/sql.py streams one read transaction; "
-    "db.py switches only the control store to WAL)",
-)
 @pytest.mark.parametrize("load_type", ["incremental", "full"])
 def test_sqlite_source_and_target_in_one_file(
     load_type: str,

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from alembic.util import CommandError
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -34,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from highmark import db as highmark_db
 from highmark.config import normalize_url
-from highmark.errors import StoreError, StoreVersionError
+from highmark.errors import StoreVersionError
 from highmark.store import migrate
 from highmark.store.store import ControlStore, JobDefinition
 from highmark.store.tables import VERSION_TABLE, metadata
@@ -361,12 +360,6 @@ def test_a_store_newer_than_this_code_is_refused(db_url: str, tmp_path: Path) ->
         assert _versions(connection) == [FUTURE_REVISION]  # left as it was
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=CommandError,
-    reason="migrate.current_revision uses MigrationContext.get_current_revision, which raises "
-    "alembic's CommandError (not StoreVersionError) when the version table holds two revisions",
-)
 def test_a_store_with_an_extra_unknown_revision_is_refused(db_url: str, tmp_path: Path) -> None:
     url = _url(db_url, tmp_path)
     store = ControlStore.open(url)
@@ -452,13 +445,6 @@ def test_two_processes_auto_migrating_a_fresh_store(db_url: str, tmp_path: Path)
         assert _schema_differences(connection) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StoreError,
-    reason="db._on_connect switches a SQLite control store to WAL with a PRAGMA that SQLite "
-    "answers SQLITE_BUSY at once, without the busy timeout, while another connection writes: "
-    "two processes opening a fresh SQLite store at once sometimes fail 'database is locked'",
-)
 def test_opening_a_fresh_sqlite_store_waits_for_a_writer(tmp_path: Path) -> None:
     path = tmp_path / "control.db"
     # Another program (or another highmark process) is writing to the not-yet-WAL file.

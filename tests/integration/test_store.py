@@ -419,11 +419,6 @@ def test_a_long_error_message_is_clipped(store: ControlStore) -> None:
     assert run.error_message == "x" * MAX_ERROR_MESSAGE_LENGTH + "…"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store._scrub_json walks dicts and lists but not tuples, which the JSON column "
-    "stores as arrays: a secret inside a tuple (e.g. exc.args) reaches etl_job_runs",
-)
 def test_secrets_inside_tuples_in_error_details_are_scrubbed(store: ControlStore) -> None:
     secret = f"tuple-{uuid.uuid4().hex[:8]}"
     register_secret(secret)
