@@ -136,6 +136,14 @@ class Project:
         if job.watermark is None:
             raise ConfigError(f"job {job_id} has no watermark (load_type {job.load_type.value})")
         mark = parse_watermark(value, job.watermark.type)
+        if (
+            mark.type is WatermarkType.TIMESTAMP
+            and mark.id is not None
+            and not job.watermark.tiebreaker
+        ):
+            raise ConfigError(
+                f"job {job_id} has no watermark.tiebreaker: give the timestamp alone, not {value!r}"
+            )
         return self.store.set_watermark(
             job_id, source_table=job.source.table, column=job.watermark.column, value=mark
         )
