@@ -164,6 +164,8 @@ def run(
             records.append(record)
             if not as_json:
                 click.echo(summary(record))
+            if record.run_status is RunStatus.FAILED and record.error_message:
+                click.echo(f"highmark: error: {jid}: {record.error_message}", err=True)
             if record.run_status is RunStatus.CANCELLED:
                 break
     if as_json:

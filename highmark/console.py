@@ -27,8 +27,9 @@ def setup_logging(*, debug: bool, interactive: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING if interactive else logging.INFO)
-    for noisy in ("alembic", "sqlalchemy"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # SQLAlchemy's debug log prints result rows (source data): never below WARNING.
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.INFO if debug else logging.WARNING)
 
 
 class ConsoleObserver:

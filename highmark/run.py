@@ -148,6 +148,10 @@ class _JobRun:
         committed = self._committed_watermark()
         handle = self._claim(committed)
         self.handle = handle
+        log.debug(
+            "job %s: run %s claimed by %s pid %s (committed watermark %s)",
+            self.job.job_id, handle.run_id, this_host(), os.getpid(), committed,
+        )  # fmt: skip
         try:
             with LeaseKeeper(self.store, handle) as lease:
                 self.lease = lease
@@ -266,7 +270,6 @@ class _JobRun:
             inclusive = previous.inclusive
             high = previous.window_high
             reason = previous.window_high_reason or "pinned by the resumed checkpoint"
-            self.progress.position = low
         else:
             self.phase = "computing the upper bound"
             bound = self.source.upper_bound(committed)
@@ -289,7 +292,10 @@ class _JobRun:
             if low is not None and spec.lag and low.ts is not None:
                 low = Watermark(WatermarkType.TIMESTAMP, ts=low.ts - spec.lag)
                 inclusive = True
-            self.progress.position = committed
+        # The read position (what a resume continues after) is not the watermark: with `lag` the
+        # run reads below the committed mark, and a resume must re-read from where it stopped.
+        # The mark is moved at the end to the last key read; the store keeps it from going back.
+        self.progress.position = low
         self.checkpoint_base = {
             "mode": "incremental",
             "watermark_type": spec.type,
@@ -308,12 +314,12 @@ class _JobRun:
             ):
                 self._write(batch)
                 if batch.last_key is not None:
-                    self.progress.position = later_of(self.progress.position, batch.last_key)
-                self._save_checkpoint(
-                    **watermark_fields("last_value", self.progress.position),
+                    self.progress.position = batch.last_key
                     # Without a tiebreaker the last timestamp may be cut in the middle of a tie:
                     # a resume reads that timestamp again (the merge makes it harmless).
-                    inclusive=spec.type is WatermarkType.TIMESTAMP and not spec.tiebreaker,
+                    inclusive = spec.type is WatermarkType.TIMESTAMP and not spec.tiebreaker
+                self._save_checkpoint(
+                    **watermark_fields("last_value", self.progress.position), inclusive=inclusive
                 )
 
     def _check_anomalies(self, now: datetime | None) -> None:

@@ -147,14 +147,6 @@ class _CancelAfterFirstBatch:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "run.py: a lag run checkpoints max(committed mark, last key read) as its resume position, "
-        "so a resumed lag run skips the rows of the lag window it had not read yet; a late row "
-        "there is lost once the mark moves on"
-    ),
-)
 def test_an_interrupted_lag_run_resumes_without_losing_the_late_rows(
     db_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
 ) -> None:

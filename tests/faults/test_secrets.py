@@ -147,8 +147,10 @@ def test_a_wrong_password_fails_the_run_without_showing_either_password(
 
     assert result.returncode == 1, result.stdout + result.stderr
     output = result.stdout + result.stderr
-    (line,) = [line for line in output.splitlines() if "access denied" in line.lower()]
-    assert "failed" in line, output
+    summary = [line for line in result.stdout.splitlines() if "access denied" in line.lower()]
+    assert len(summary) == 1 and "failed" in summary[0], output
+    (error,) = result.stderr.splitlines()
+    assert error.startswith("highmark: error:") and "access denied" in error.lower()
     assert debug.startswith("exit 1\n"), debug
     assert "Traceback" in debug  # --debug shows the failure's traceback
     rows = _run_rows(tmp_path)
