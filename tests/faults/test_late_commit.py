@@ -8,6 +8,7 @@ tests hold real transactions open on PostgreSQL and MariaDB while highmark runs.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -192,24 +193,30 @@ def test_postgres_prepared_transaction_holds_the_mark(
     settle(engine)
     project = _project(write_project, pg_url)
     project.run("sync")
-    gid = "hm_test_prepared"
-    with engine.connect() as conn:
+    gid = f"hm_{uuid.uuid4().hex[:12]}"
+    # PREPARE and COMMIT PREPARED run outside SQLAlchemy's implicit transaction.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("BEGIN"))
         conn.execute(text("INSERT INTO orders (id, note) VALUES (2, 'prepared')"))
         conn.execute(text(f"PREPARE TRANSACTION '{gid}'"))
-    try:
-        _insert(engine, 3)
-        settle(engine)
-        held = project.run("sync")
-        assert held.upper_bound_reason is not None and "prepared" in held.upper_bound_reason
-        assert held.rows_read == 0  # the mark does not advance past a pending prepared transaction
-        assert held.notes and any("held back" in n for n in held.notes)
-    finally:
-        with engine.connect() as conn:
+        try:
+            _insert(engine, 3)
+            settle(engine)
+            held = project.run("sync")
+            assert held.upper_bound_reason is not None and "prepared" in held.upper_bound_reason
+            assert held.rows_read == 0  # the mark does not advance past a pending prepared xact
+            assert held.notes and any("held back" in n for n in held.notes)
             conn.execute(text(f"COMMIT PREPARED '{gid}'"))
+        finally:
+            pending = conn.execute(
+                text("SELECT count(*) FROM pg_prepared_xacts WHERE gid = :gid"), {"gid": gid}
+            ).scalar()
+            if pending:
+                conn.execute(text(f"ROLLBACK PREPARED '{gid}'"))
     settle(engine)
     project.run("sync")
     assert sorted(_ids(engine, "orders_copy")) == [1, 2, 3]
+    assert snapshot(engine, "orders_copy") == snapshot(engine, "orders")
 
 
 def test_resumed_run_reads_the_window_pinned_by_the_killed_run(
