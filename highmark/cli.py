@@ -445,7 +445,8 @@ def main() -> None:
         if isinstance(exc, click.UsageError) and ctx is not None:
             message += f" (see '{ctx.command_path} --help')"
         _fail(message, exc.exit_code)
-    except click.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(1)
+    except (click.Abort, KeyboardInterrupt):
+        # A second Ctrl-C during a run stops at once; the run's row is abandoned and resumed later.
+        click.echo("highmark: interrupted", err=True)
+        sys.exit(SIGNAL_EXIT[signal.SIGINT])
     sys.exit(code if isinstance(code, int) else 0)
