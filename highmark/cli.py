@@ -199,27 +199,92 @@ def _cancel_on_signals(cancel: CancelToken) -> Iterator[None]:
 @click.pass_obj
 @handles_errors
 def jobs(ctx: Context, as_json: bool) -> None:
-    """List the jobs in etl_jobs (jobs gone from the file show as inactive)."""
-    records = ctx.project.jobs()
+    """List the jobs in etl_jobs, with their next due time and last result (jobs gone from the
+    file show as inactive)."""
+    rows = ctx.project.store.latest_status(active_only=False)
     if as_json:
-        _echo_json([_job_json(j) for j in records])
+        _echo_json([_job_json(job, run) for job, run in rows])
         return
-    table = Table("job_id", "job_name", "load_type", "schedule", "active", "source → target")
-    for job in records:
+    table = Table(
+        "job_id", "job_name", "load_type", "schedule", "active", "next_due_at", "last result",
+        "source → target",
+    )  # fmt: skip
+    for job, run in rows:
+        active = "yes" if job.is_active else "no"
+        if job.is_active_override is not None:
+            active += " (enable/disable)"
+        last = "never run" if run is None else f"{run.run_status.value} {_ts(run.started_at)}"
         table.add_row(
             job.job_id,
             job.job_name,
             job.load_type,
-            job.schedule or "",
-            "yes" if job.is_active else "no",
+            " ".join(x for x in (job.schedule, job.schedule_timezone) if x),
+            active,
+            _ts(job.next_due_at) if job.is_active else "",
+            last,
             f"{job.source_table} → {job.target_table}",
         )
     _console().print(table)
 
 
-def _job_json(job: Any) -> dict[str, Any]:
-    data = {f: getattr(job, f) for f in job.__dataclass_fields__}
+def _job_json(job: Any, run: RunRecord | None) -> dict[str, Any]:
+    data: dict[str, Any] = {f: getattr(job, f) for f in job.__dataclass_fields__}
+    data["last_run_id"] = run.run_id if run else None
+    data["last_run_status"] = run.run_status.value if run else None
+    data["last_run_started_at"] = run.started_at if run else None
     return data
+
+
+@cli.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Runs at a time (default: worker.concurrency).",
+)
+@click.option(
+    "--once", is_flag=True, help="Start what is due now, wait for it, exit (0: all succeeded)."
+)
+@click.option("--worker-id", metavar="ID", help="Name in logs and claims (default: host:pid).")
+@click.pass_obj
+@handles_errors
+def worker(ctx: Context, concurrency: int | None, once: bool, worker_id: str | None) -> None:
+    """Run jobs when their cron schedule says, in child processes, until SIGTERM."""
+    result = ctx.project.worker(concurrency=concurrency, worker_id=worker_id, once=once).run()
+    if once and not result.all_succeeded:
+        sys.exit(EXIT_RUN_FAILED)
+
+
+@cli.command()
+@click.argument("job_or_run")
+@click.pass_obj
+@handles_errors
+def cancel(ctx: Context, job_or_run: str) -> None:
+    """Ask the running run of a job (JOB_ID or RUN_ID) to stop; it ends cancelled."""
+    run = ctx.project.cancel(job_or_run)
+    click.echo(
+        f"asked run {run.run_id} of {run.job_id} (on {run.host}, pid {run.pid}) to stop; "
+        "it ends cancelled after its current batch"
+    )
+
+
+@cli.command()
+@click.argument("job_id")
+@click.pass_obj
+@handles_errors
+def enable(ctx: Context, job_id: str) -> None:
+    """Make JOB_ID active (overrides the file's is_active until the file changes it)."""
+    job = ctx.project.enable(job_id)
+    click.echo(f"{job.job_id}: enabled; next due {_ts(job.next_due_at) or 'never (no schedule)'}")
+
+
+@cli.command()
+@click.argument("job_id")
+@click.pass_obj
+@handles_errors
+def disable(ctx: Context, job_id: str) -> None:
+    """Make JOB_ID inactive (overrides the file's is_active until the file changes it)."""
+    ctx.project.disable(job_id)
+    click.echo(f"{job_id}: disabled; workers will not start it")
 
 
 @cli.command()

@@ -138,13 +138,7 @@ class ConnectionSpec(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return check_zone(value)
 
 
 class TableRef(_Strict):
@@ -203,6 +197,53 @@ class SoftDeleteSpec(_Strict):
     mode: Literal["mark", "delete"] = "mark"
 
 
+def check_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+def _duration_field(value: Any) -> timedelta:
+    return value if isinstance(value, timedelta) else parse_duration(value)
+
+
+class RetryBackoff(_Strict):
+    """Exponential backoff between retries of a failed scheduled run (with jitter)."""
+
+    base: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(minutes=30)
+
+    @field_validator("base", "cap", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> timedelta:
+        return _duration_field(value)
+
+
+class WorkerSettings(_Strict):
+    """How workers run jobs: concurrency, polling, leases and heartbeats, the shutdown grace."""
+
+    concurrency: Annotated[int, Field(gt=0, le=256)] = 4
+    poll_interval: timedelta = timedelta(seconds=1)
+    lease: timedelta = timedelta(seconds=60)
+    heartbeat: timedelta = timedelta(seconds=10)
+    grace: timedelta = timedelta(seconds=30)
+
+    @field_validator("poll_interval", "lease", "heartbeat", "grace", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> timedelta:
+        return _duration_field(value)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> WorkerSettings:
+        if self.heartbeat * 2 > self.lease:
+            raise ValueError("heartbeat must be at most half the lease")
+        return self
+
+
 class JobSpec(_Strict):
     """One job of the project file, validated."""
 
@@ -217,8 +258,10 @@ class JobSpec(_Strict):
     soft_delete: SoftDeleteSpec | None = None
     batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = DEFAULT_BATCH_SIZE
     schedule: str | None = None
+    schedule_timezone: str | None = None
     timeout_seconds: Annotated[int, Field(gt=0)] = DEFAULT_TIMEOUT_SECONDS
     retry_count: Annotated[int, Field(ge=0, le=100)] = DEFAULT_RETRY_COUNT
+    retry_backoff: RetryBackoff = Field(default_factory=RetryBackoff)
     is_active: bool = True
 
     @field_validator("primary_key", mode="before")
@@ -244,6 +287,11 @@ class JobSpec(_Strict):
             raise ValueError(f"{value!r} is not a valid cron expression")
         return value
 
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return None if value is None else check_zone(value)
+
     @model_validator(mode="after")
     def _coherent(self) -> JobSpec:
         if self.load_type is LoadType.INCREMENTAL and self.watermark is None:
@@ -266,6 +314,7 @@ class ProjectConfig(_Strict):
     control: str = DEFAULT_CONTROL_URL
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @field_validator("control")
     @classmethod

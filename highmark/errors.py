@@ -8,6 +8,7 @@
     ├── JobAlreadyRunningError         a job already has a live run (exit 1)
     ├── LeaseLostError                 this process no longer owns its run (fencing)
     ├── RunCancelledError              a run was asked to stop
+    ├── RunTimeoutError                a run outlived its timeout (retryable)
     ├── SourceError                    reading the source failed
     ├── DestinationError               writing the target failed
     │   └── SchemaConflictError        the target's columns conflict with the source's
@@ -71,6 +72,12 @@ class RunCancelledError(HighmarkError):
     def __init__(self, message: str, *, signal_number: int | None = None) -> None:
         super().__init__(message)
         self.signal_number = signal_number
+
+
+class RunTimeoutError(HighmarkError):
+    """The run outlived its job's ``timeout_seconds``; a later attempt may finish in time."""
+
+    retryable = True
 
 
 class SourceError(HighmarkError):

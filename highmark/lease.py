@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -61,14 +62,20 @@ def abandonment(run: RunRecord, now: datetime, lease: timedelta = LEASE) -> str 
 
 
 class LeaseKeeper:
-    """Heartbeats a live run from a background thread while the run works."""
+    """Heartbeats a live run from a background thread while the run works, and passes on a
+    request to stop (`highmark cancel`) that it finds on the run's row."""
 
     def __init__(
-        self, store: ControlStore, handle: RunHandle, interval: timedelta = HEARTBEAT_INTERVAL
-    ):
+        self,
+        store: ControlStore,
+        handle: RunHandle,
+        interval: timedelta = HEARTBEAT_INTERVAL,
+        on_cancel_request: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.handle = handle
         self.interval = interval.total_seconds()
+        self.on_cancel_request = on_cancel_request
         self.counts: Counts | None = None
         self.lost: LeaseLostError | None = None
         self._stop = threading.Event()
@@ -92,7 +99,8 @@ class LeaseKeeper:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.store.heartbeat(self.handle, self.counts)
+                if self.store.heartbeat(self.handle, self.counts) and self.on_cancel_request:
+                    self.on_cancel_request("cancelled by request (highmark cancel)")
             except LeaseLostError as exc:
                 self.lost = exc
                 return

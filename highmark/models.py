@@ -159,11 +159,14 @@ class JobRecord:
     created_at: datetime | None
     updated_at: datetime | None
     checkpoint_data: dict[str, Any] | None
+    schedule_timezone: str | None = None
+    next_due_at: datetime | None = None
+    is_active_override: bool | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
         m = row._mapping
-        return cls(**{f: m[f] for f in cls.__dataclass_fields__})
+        return cls(**{f: m[f] for f in cls.__dataclass_fields__ if f in m})
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,10 @@ class RunRecord:
     upper_bound: str | None = None
     upper_bound_reason: str | None = None
     notes: list[str] | None = None
+    scheduled_for: datetime | None = None
+    attempt: int | None = None
+    worker_id: str | None = None
+    cancel_requested: bool | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:

@@ -27,6 +27,7 @@ from highmark.models import (
 )
 from highmark.run import CancelToken, RunObserver, run_job
 from highmark.store.store import ControlStore, JobDefinition
+from highmark.worker import Worker
 
 
 class Project:
@@ -96,6 +97,28 @@ class Project:
         return [
             self.run(job.job_id, **options) for job in self.config.jobs.values() if job.is_active
         ]
+
+    def cancel(self, job_or_run: str) -> RunRecord:
+        """Ask a running run (by job id or run id) to stop, wherever it runs."""
+        return self.store.request_cancel(job_or_run)
+
+    def enable(self, job_id: str) -> JobRecord:
+        """Set the job active, whatever the file says, until the file's is_active changes."""
+        self.job(job_id)
+        return self.store.set_active(job_id, True)
+
+    def disable(self, job_id: str) -> JobRecord:
+        """Set the job inactive (the scheduler skips it) until the file's is_active changes."""
+        self.job(job_id)
+        return self.store.set_active(job_id, False)
+
+    def worker(
+        self, *, concurrency: int | None = None, worker_id: str | None = None, once: bool = False
+    ) -> Worker:
+        """A worker for this project's jobs; call ``.run()`` on it."""
+        return Worker(
+            self.config, self.store, concurrency=concurrency, worker_id=worker_id, once=once
+        )
 
     # ------------------------------------------------------------------ reports
 
@@ -193,4 +216,5 @@ def _definition(job: JobSpec) -> JobDefinition:
         timeout_seconds=job.timeout_seconds,
         retry_count=job.retry_count,
         definition=job.model_dump(mode="json", exclude={"job_id"}),
+        schedule_timezone=job.schedule_timezone,
     )

@@ -23,6 +23,7 @@ from highmark.errors import (
     JobAlreadyRunningError,
     LeaseLostError,
     RunCancelledError,
+    RunTimeoutError,
     SourceError,
 )
 from highmark.lease import LeaseKeeper, abandonment, this_host
@@ -69,19 +70,30 @@ class QuietObserver:
 
 @dataclass
 class CancelToken:
-    """Set from a signal handler or another thread; the run stops at the next batch boundary."""
+    """Set from a signal handler, a timer or another thread; the run stops at the next batch
+    boundary: ``cancelled`` when asked to, ``failed`` (retryable) when it timed out."""
 
     event: threading.Event = field(default_factory=threading.Event)
     reason: str = "cancelled"
     signal_number: int | None = None
+    timed_out: bool = False
 
     def cancel(self, reason: str, signal_number: int | None = None) -> None:
-        self.reason, self.signal_number = reason, signal_number
-        self.event.set()
+        if not self.event.is_set():
+            self.reason, self.signal_number = reason, signal_number
+            self.event.set()
+
+    def time_out(self, seconds: int) -> None:
+        if not self.event.is_set():
+            self.timed_out = True
+            self.cancel(f"timed out after {seconds}s (timeout_seconds)")
 
     def check(self) -> None:
-        if self.event.is_set():
-            raise RunCancelledError(self.reason, signal_number=self.signal_number)
+        if not self.event.is_set():
+            return
+        if self.timed_out:
+            raise RunTimeoutError(self.reason, reason="timeout")
+        raise RunCancelledError(self.reason, signal_number=self.signal_number)
 
 
 @dataclass
@@ -109,13 +121,26 @@ def run_job(
     full_refresh: bool = False,
     observer: RunObserver | None = None,
     cancel: CancelToken | None = None,
+    slot: ScheduledSlot | None = None,
 ) -> RunRecord:
     """Run ``job`` once and return its finished ``etl_job_runs`` record.
 
     A failed run is returned (status ``failed``), not raised; a run that cannot start because the
     job is already running raises :class:`JobAlreadyRunningError`.
     """
-    return _JobRun(store, config, job, triggered_by, full_refresh, observer, cancel).execute()
+    run = _JobRun(store, config, job, triggered_by, full_refresh, observer, cancel)
+    run.slot = slot
+    return run.execute()
+
+
+@dataclass(frozen=True)
+class ScheduledSlot:
+    """What a worker tells a run about itself: the cron slot, the attempt, the worker."""
+
+    scheduled_for: datetime
+    attempt: int
+    worker_id: str
+    notes: tuple[str, ...] = ()
 
 
 class _JobRun:
@@ -141,6 +166,7 @@ class _JobRun:
         self.checkpoint: RunCheckpoint | None = None
         self.lease: LeaseKeeper | None = None
         self.notes: list[str] = []
+        self.slot: ScheduledSlot | None = None
 
     # ------------------------------------------------------------------ outline
 
@@ -148,12 +174,21 @@ class _JobRun:
         committed = self._committed_watermark()
         handle = self._claim(committed)
         self.handle = handle
+        if self.slot is not None:
+            self.notes.extend(self.slot.notes)
+        timer = threading.Timer(
+            self.job.timeout_seconds, self.cancel.time_out, args=(self.job.timeout_seconds,)
+        )
+        timer.daemon = True
+        timer.start()
         log.debug(
             "job %s: run %s claimed by %s pid %s (committed watermark %s)",
             self.job.job_id, handle.run_id, this_host(), os.getpid(), committed,
         )  # fmt: skip
         try:
-            with LeaseKeeper(self.store, handle) as lease:
+            with LeaseKeeper(
+                self.store, handle, self.config.worker.heartbeat, self.cancel.cancel
+            ) as lease:
                 self.lease = lease
                 self._work(committed)
             self.phase = "finishing"
@@ -172,6 +207,7 @@ class _JobRun:
         except Exception as exc:  # every failure is recorded on the run, then reported
             record = self._finish(handle, RunStatus.FAILED, exc)
         finally:
+            timer.cancel()
             self._close()
         self.observer.finished(record)
         return record
@@ -198,13 +234,16 @@ class _JobRun:
                 host=this_host(),
                 pid=os.getpid(),
                 watermark_start=committed,
+                scheduled_for=self.slot.scheduled_for if self.slot else None,
+                attempt=self.slot.attempt if self.slot else None,
+                worker_id=self.slot.worker_id if self.slot else None,
             )
             if handle is not None:
                 return handle
             live = self.store.live_run(self.job.job_id)
             if live is None:
                 continue  # it finished meanwhile
-            reason = abandonment(live, self.store.now())
+            reason = abandonment(live, self.store.now(), self.config.worker.lease)
             if reason is None:
                 raise JobAlreadyRunningError(
                     f"job {self.job.job_id} is already running: run {live.run_id} on "
@@ -375,7 +414,8 @@ class _JobRun:
             "last_checkpoint_at": clock.now(),
         }
         checkpoint = RunCheckpoint.model_validate(data)
-        self.store.save_checkpoint(self.handle, checkpoint.to_json(), self.progress.counts)
+        if self.store.save_checkpoint(self.handle, checkpoint.to_json(), self.progress.counts):
+            self.cancel.cancel("cancelled by request (highmark cancel)")
         self.phase = "reading"
 
     # ------------------------------------------------------------------ full
@@ -453,6 +493,8 @@ class _JobRun:
         }
         if isinstance(exc, HighmarkError):
             details.update(exc.details)
+        if isinstance(exc, RunTimeoutError):
+            details["reason"] = "timeout"
         if isinstance(exc, RunCancelledError):
             details["reason"] = "cancelled"
             if exc.signal_number is not None:

@@ -40,6 +40,7 @@ from highmark.models import (
     WatermarkRecord,
 )
 from highmark.redact import scrub
+from highmark.scheduler import next_fire
 from highmark.store import migrate
 from highmark.store.tables import etl_job_runs, etl_jobs, etl_watermarks
 
@@ -71,6 +72,7 @@ class JobDefinition:
     timeout_seconds: int
     retry_count: int
     definition: dict[str, Any]
+    schedule_timezone: str | None = None
 
 
 class ControlStore:
@@ -149,23 +151,46 @@ class ControlStore:
     def _sync_jobs(self, connection: Connection, wanted: dict[str, JobDefinition]) -> None:
         columns = [
             "job_name", "description", "source_table", "target_table", "load_type",
-            "schedule", "is_active", "timeout_seconds", "retry_count", "definition",
+            "schedule", "schedule_timezone", "timeout_seconds", "retry_count", "definition",
         ]  # fmt: skip
+        state = ["is_active", "is_active_override", "next_due_at"]
         existing = {
             row.job_id: row
             for row in connection.execute(
-                select(etl_jobs.c.job_id, *(etl_jobs.c[c] for c in columns))
+                select(etl_jobs.c.job_id, *(etl_jobs.c[c] for c in [*columns, *state]))
             )
         }
         now = self._now(connection)
         for job_id, definition in wanted.items():
-            values = {c: getattr(definition, c) for c in columns}
+            values: dict[str, Any] = {c: getattr(definition, c) for c in columns}
             row = existing.get(job_id)
             if row is None:
+                values.update(
+                    is_active=definition.is_active,
+                    next_due_at=_first_due(definition, now),
+                )
                 connection.execute(
                     insert(etl_jobs).values(job_id=job_id, created_at=now, updated_at=now, **values)
                 )
-            elif any(getattr(row, c) != values[c] for c in columns):
+                continue
+            override = row.is_active_override
+            file_before = (row.definition or {}).get("is_active", True)
+            if override is not None and file_before != definition.is_active:
+                override = None  # the file changed its mind about this job: the file wins again
+            active = definition.is_active if override is None else override
+            values.update(is_active=active, is_active_override=override)
+            rescheduled = (row.schedule, row.schedule_timezone) != (
+                definition.schedule,
+                definition.schedule_timezone,
+            )
+            if (
+                rescheduled
+                or (active and not row.is_active)
+                or (definition.schedule and row.next_due_at is None)
+            ):
+                # Due at the fire times after the job (or its schedule) is registered.
+                values["next_due_at"] = _first_due(definition, now)
+            if any(getattr(row, c) != v for c, v in values.items()):
                 connection.execute(
                     update(etl_jobs)
                     .where(etl_jobs.c.job_id == job_id)
@@ -180,6 +205,26 @@ class ControlStore:
                 .where(etl_jobs.c.job_id.in_(gone))
                 .values(is_active=False, updated_at=now)
             )
+
+    def set_active(self, job_id: str, active: bool) -> JobRecord:
+        """`highmark enable/disable`: override the file's is_active until the file changes it."""
+        self.get_job(job_id)
+        with self._begin("cannot change the job") as connection:
+            now = self._now(connection)
+            row = connection.execute(
+                select(
+                    etl_jobs.c.schedule, etl_jobs.c.schedule_timezone, etl_jobs.c.is_active
+                ).where(etl_jobs.c.job_id == job_id)
+            ).one()
+            values: dict[str, Any] = {
+                "is_active": active,
+                "is_active_override": active,
+                "updated_at": now,
+            }
+            if active and not row.is_active and row.schedule:
+                values["next_due_at"] = next_fire(row.schedule, row.schedule_timezone, now)
+            connection.execute(update(etl_jobs).where(etl_jobs.c.job_id == job_id).values(**values))
+        return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> JobRecord:
         with self._begin("cannot read etl_jobs") as connection:
@@ -209,15 +254,18 @@ class ControlStore:
 
     def save_checkpoint(
         self, handle: RunHandle, checkpoint: dict[str, Any], counts: Counts
-    ) -> None:
-        """Record progress of a live run: its counts, a heartbeat and the job's checkpoint."""
+    ) -> bool:
+        """Record progress of a live run: its counts, a heartbeat and the job's checkpoint.
+
+        Returns True when someone asked the run to stop (`highmark cancel`)."""
         with self._begin("cannot save the checkpoint") as connection:
-            self._touch_run(connection, handle, counts)
+            cancel = self._touch_run(connection, handle, counts)
             connection.execute(
                 update(etl_jobs)
                 .where(etl_jobs.c.job_id == handle.job_id)
                 .values(checkpoint_data=checkpoint)
             )
+        return cancel
 
     # ------------------------------------------------------------------ runs
 
@@ -229,15 +277,22 @@ class ControlStore:
         host: str,
         pid: int,
         watermark_start: Watermark | None,
+        scheduled_for: datetime | None = None,
+        attempt: int | None = None,
+        worker_id: str | None = None,
     ) -> RunHandle | None:
         """Insert the run's row as ``running``; None when the job already has a live run.
 
-        The unique ``live_job_id`` makes the database itself refuse a second live run.
+        The unique ``live_job_id`` makes the database itself refuse a second live run; the unique
+        (job, scheduled_for, attempt) refuses a second run of one attempt at a cron slot.
         """
         token = uuid.uuid4().hex
+        extra = {"scheduled_for": scheduled_for, "attempt": attempt, "worker_id": worker_id}
         with self._errors("cannot start a run"):
             try:
-                return self._insert_run(job_id, token, triggered_by, host, pid, watermark_start)
+                return self._insert_run(
+                    job_id, token, triggered_by, host, pid, watermark_start, extra
+                )
             except IntegrityError as exc:
                 # Every database names the violated unique key's column in the first line of its
                 # message (a foreign-key error's detail line may quote the job id instead).
@@ -253,6 +308,7 @@ class ControlStore:
         host: str,
         pid: int,
         watermark_start: Watermark | None,
+        extra: dict[str, Any],
     ) -> RunHandle:
         with self.engine.begin() as connection:
             now = self._now(connection)
@@ -267,6 +323,7 @@ class ControlStore:
                     pid=pid,
                     owner_token=token,
                     live_job_id=job_id,
+                    **extra,
                     rows_read=0,
                     rows_written=0,
                     rows_updated=0,
@@ -288,15 +345,44 @@ class ControlStore:
         with self._begin("cannot record the run's upper bound") as connection:
             self._cas_run(connection, handle, upper_bound=bound, upper_bound_reason=reason)
 
-    def heartbeat(self, handle: RunHandle, counts: Counts | None = None) -> None:
+    def heartbeat(self, handle: RunHandle, counts: Counts | None = None) -> bool:
+        """Prove the run's owner alive; True when someone asked the run to stop."""
         with self._begin("cannot heartbeat the run") as connection:
-            self._touch_run(connection, handle, counts)
+            return self._touch_run(connection, handle, counts)
 
-    def _touch_run(self, connection: Connection, handle: RunHandle, counts: Counts | None) -> None:
+    def _touch_run(self, connection: Connection, handle: RunHandle, counts: Counts | None) -> bool:
         values: dict[str, Any] = {"heartbeat_at": self._now(connection)}
         if counts is not None:
             values.update(_count_columns(counts))
         self._cas_run(connection, handle, **values)
+        return bool(
+            connection.execute(
+                select(etl_job_runs.c.cancel_requested).where(
+                    etl_job_runs.c.run_id == handle.run_id
+                )
+            ).scalar()
+        )
+
+    def request_cancel(self, job_or_run: str) -> RunRecord:
+        """Ask a live run (by job id or run id) to stop; it ends `cancelled` at its next batch."""
+        with self._begin("cannot cancel the run") as connection:
+            query = select(etl_job_runs).where(etl_job_runs.c.run_status == RunStatus.RUNNING.value)
+            if job_or_run.isdigit():
+                query = query.where(
+                    (etl_job_runs.c.run_id == int(job_or_run))
+                    | (etl_job_runs.c.live_job_id == job_or_run)
+                )
+            else:
+                query = query.where(etl_job_runs.c.live_job_id == job_or_run)
+            row = connection.execute(query).first()
+            if row is None:
+                raise JobNotFoundError(f"no running run of job or run id {job_or_run!r}")
+            connection.execute(
+                update(etl_job_runs)
+                .where(etl_job_runs.c.run_id == row.run_id)
+                .values(cancel_requested=True)
+            )
+        return self.get_run(row.run_id)
 
     def _cas_run(self, connection: Connection, handle: RunHandle, **values: Any) -> None:
         """Update a live run only if this process still owns it; otherwise raise LeaseLostError."""
@@ -428,8 +514,9 @@ class ControlStore:
             )
         return self.get_run(handle.run_id)
 
-    def abandon_run(self, run: RunRecord, reason: str) -> bool:
-        """Mark a live run whose owner is gone as ``failed``; False if it changed meanwhile."""
+    def abandon_run(self, run: RunRecord, reason: str, *, kind: str = "abandoned") -> bool:
+        """Mark a live run whose owner is gone (or was killed: ``kind="timeout"``) as ``failed``;
+        False if it changed meanwhile."""
         with self._begin("cannot mark the run abandoned") as connection:
             now = self._now(connection)
             result = connection.execute(
@@ -446,9 +533,10 @@ class ControlStore:
                     live_job_id=None,
                     error_message=_clip(scrub(reason)),
                     error_details={
-                        "reason": "abandoned",
+                        "reason": kind,
                         "retryable": True,
-                        "exception_type": "AbandonedRun",
+                        "error_class": "retryable",
+                        "exception_type": "AbandonedRun" if kind == "abandoned" else "RunTimeout",
                         "message": scrub(reason),
                     },
                 )
@@ -487,18 +575,16 @@ class ControlStore:
         with self._begin("cannot read etl_job_runs") as connection:
             return [RunRecord.from_row(row) for row in connection.execute(query)]
 
-    def latest_status(self) -> list[tuple[JobRecord, RunRecord | None]]:
+    def latest_status(
+        self, *, active_only: bool = True
+    ) -> list[tuple[JobRecord, RunRecord | None]]:
         """The latest run of every active job (the reference's "latest job status" query)."""
         latest_ids = select(func.max(etl_job_runs.c.run_id)).group_by(etl_job_runs.c.job_id)
+        jobs_query = select(etl_jobs).order_by(etl_jobs.c.job_id)
+        if active_only:
+            jobs_query = jobs_query.where(etl_jobs.c.is_active.is_(True))
         with self._begin("cannot read the job status") as connection:
-            jobs = [
-                JobRecord.from_row(row)
-                for row in connection.execute(
-                    select(etl_jobs)
-                    .where(etl_jobs.c.is_active.is_(True))
-                    .order_by(etl_jobs.c.job_id)
-                )
-            ]
+            jobs = [JobRecord.from_row(row) for row in connection.execute(jobs_query)]
             runs = {
                 row.job_id: RunRecord.from_row(row)
                 for row in connection.execute(
@@ -564,6 +650,12 @@ class ControlStore:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _first_due(definition: JobDefinition, now: datetime) -> datetime | None:
+    if not definition.schedule:
+        return None
+    return next_fire(definition.schedule, definition.schedule_timezone, now)
 
 
 def _read_watermark(connection: Connection, job_id: str) -> Watermark | None:

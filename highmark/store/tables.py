@@ -24,6 +24,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    false,
     func,
     true,
 )
@@ -91,7 +93,13 @@ etl_jobs = Table(
     Column("checkpoint_data", JSONDocument),
     # extra: the job's whole definition, so workers and reports can work from the database alone
     Column("definition", JSONDetails),
+    # extra (scheduling): the zone the cron schedule is read in, the next fire time to enqueue,
+    # and `highmark enable/disable`'s override of the file's is_active
+    Column("schedule_timezone", String(64)),
+    Column("next_due_at", UTCDateTime),
+    Column("is_active_override", Boolean),
     Index("idx_etl_jobs_active", "is_active"),
+    Index("idx_etl_jobs_due", "is_active", "next_due_at"),
 )
 
 etl_job_runs = Table(
@@ -132,6 +140,14 @@ etl_job_runs = Table(
     # extra: what a user should know about a run that did not fail it (rows with a NULL or future
     # watermark, a held-back bound…): a JSON list of one-line notes
     Column("notes", JSONDetails),
+    # extra (scheduling): the cron slot a scheduled run is for, its attempt (1 = first try), the
+    # worker that started it, and a request to stop it (`highmark cancel`)
+    Column("scheduled_for", UTCDateTime),
+    Column("attempt", Integer),
+    Column("worker_id", String(255)),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false(), default=False),
+    # One run per slot and attempt, whatever the timing (NULLs, i.e. manual runs, never collide).
+    UniqueConstraint("job_id", "scheduled_for", "attempt", name="uq_etl_runs_slot_attempt"),
 )
 Index("idx_etl_runs_job", etl_job_runs.c.job_id, etl_job_runs.c.started_at.desc())
 Index("idx_etl_runs_status", etl_job_runs.c.run_status, etl_job_runs.c.started_at)
@@ -148,4 +164,25 @@ etl_watermarks = Table(
     Column("last_successful_run_id", BigInteger),
     Column("last_updated_at", UTCDateTime, server_default=func.current_timestamp()),
     PrimaryKeyConstraint("job_id", "source_table"),
+)
+
+# extra (scheduling): the work queue. One row per due cron slot of a job; the primary key makes a
+# slot exist once however many schedulers see it. Workers claim rows with row locks (SKIP LOCKED)
+# and a lease; a retry moves the row back to `retry_wait` until `not_before`.
+etl_job_slots = Table(
+    "etl_job_slots",
+    metadata,
+    Column("job_id", String(100), ForeignKey("etl_jobs.job_id"), nullable=False),
+    Column("scheduled_for", UTCDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0", default=0),
+    Column("missed", Integer, nullable=False, server_default="0", default=0),
+    Column("not_before", UTCDateTime, nullable=False),
+    Column("worker_id", String(255)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_run_id", BigInteger),
+    Column("created_at", UTCDateTime, server_default=func.current_timestamp()),
+    Column("updated_at", UTCDateTime, server_default=func.current_timestamp()),
+    PrimaryKeyConstraint("job_id", "scheduled_for"),
+    Index("idx_etl_slots_ready", "status", "not_before"),
 )
