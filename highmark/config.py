@@ -263,6 +263,13 @@ class JobSpec(_Strict):
     retry_count: Annotated[int, Field(ge=0, le=100)] = DEFAULT_RETRY_COUNT
     retry_backoff: RetryBackoff = Field(default_factory=RetryBackoff)
     is_active: bool = True
+    # How old the last success may get before the job counts as stale (alerts, metrics).
+    freshness: timedelta | None = None
+
+    @field_validator("freshness", mode="before")
+    @classmethod
+    def _freshness(cls, value: Any) -> timedelta | None:
+        return None if value is None else _duration_field(value)
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -307,6 +314,121 @@ class JobSpec(_Strict):
         return self.name or self.job_id
 
 
+AlertEvent = Literal["failed", "consecutive_failures", "recovered", "stale"]
+ALERT_EVENTS: tuple[str, ...] = ("failed", "consecutive_failures", "recovered", "stale")
+
+
+class _Sink(_Strict):
+    """Which alerts a sink gets: by default every event of every job."""
+
+    jobs: list[str] | None = None
+    events: list[AlertEvent] | None = None
+    timeout: timedelta = timedelta(seconds=10)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> timedelta:
+        return _duration_field(value)
+
+    def wants(self, job_id: str, event: str) -> bool:
+        return (self.jobs is None or job_id in self.jobs) and (
+            self.events is None or event in self.events
+        )
+
+
+class WebhookSink(_Sink):
+    """A JSON POST; ``format`` shapes the body for Slack or Microsoft Teams incoming webhooks."""
+
+    type: Literal["webhook"]
+    url: str
+    format: Literal["json", "slack", "teams"] = "json"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _secret_url(cls, value: str) -> str:
+        # Incoming-webhook URLs carry their token in the path: treat the whole URL as a secret.
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        register_secret(value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for header in value.values():
+            register_secret(header)
+        return value
+
+    @property
+    def name(self) -> str:
+        return f"webhook {self.format} {redact_url(self.url).split('/')[2]}"
+
+
+class SmtpSettings(_Strict):
+    host: str
+    port: int = 587
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = True
+    ssl: bool = False  # SMTPS (implicit TLS, usually port 465)
+    verify: bool = True  # check the server's certificate
+    ca_file: Path | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        register_secret(value)
+        return value
+
+
+class EmailSink(_Sink):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, populate_by_name=True
+    )
+
+    type: Literal["email"]
+    to: Annotated[list[str], Field(min_length=1)]
+    sender: str = Field(default="highmark@localhost", alias="from")
+    smtp: SmtpSettings
+
+    @property
+    def name(self) -> str:
+        return f"email {','.join(self.to)}"
+
+
+class CommandSink(_Sink):
+    """A program that gets the alert as JSON on stdin (exit 0: delivered)."""
+
+    type: Literal["command"]
+    command: list[str] | str
+
+    @property
+    def name(self) -> str:
+        return f"command {self.command if isinstance(self.command, str) else self.command[0]}"
+
+
+AlertSink = Annotated[WebhookSink | EmailSink | CommandSink, Field(discriminator="type")]
+
+
+class AlertingSettings(_Strict):
+    consecutive_failures: Annotated[int, Field(ge=2)] = 3
+    max_attempts: Annotated[int, Field(ge=1, le=50)] = 5
+
+
+class RetentionSettings(_Strict):
+    runs_days: Annotated[int, Field(ge=1)] = 90
+    summary_days: Annotated[int, Field(ge=1)] = 730
+    batch_size: Annotated[int, Field(ge=100, le=100_000)] = 5_000
+    # How often a worker purges by itself (none: only `highmark purge`).
+    purge_every: timedelta | None = None
+
+    @field_validator("purge_every", mode="before")
+    @classmethod
+    def _every(cls, value: Any) -> timedelta | None:
+        return None if value is None else _duration_field(value)
+
+
 class ProjectConfig(_Strict):
     """The parsed project file. Pure data: it knows nothing of databases."""
 
@@ -315,6 +437,9 @@ class ProjectConfig(_Strict):
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    alerts: list[AlertSink] = Field(default_factory=list)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("control")
     @classmethod

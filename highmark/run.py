@@ -130,7 +130,15 @@ def run_job(
     """
     run = _JobRun(store, config, job, triggered_by, full_refresh, observer, cancel)
     run.slot = slot
-    return run.execute()
+    record = run.execute()
+    if config.alerts:
+        from highmark import alerts
+
+        try:
+            alerts.after_run(store, config, record)
+        except Exception:  # an alert problem never changes a run's outcome
+            log.warning("alerts for run %s could not be raised", record.run_id, exc_info=True)
+    return record
 
 
 @dataclass(frozen=True)

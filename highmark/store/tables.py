@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -185,4 +186,63 @@ etl_job_slots = Table(
     Column("updated_at", UTCDateTime, server_default=func.current_timestamp()),
     PrimaryKeyConstraint("job_id", "scheduled_for"),
     Index("idx_etl_slots_ready", "status", "not_before"),
+)
+
+# extra (operations): every alert highmark decided to send, one row per sink, with its delivery
+# attempts. The unique (sink, dedup_key) makes an alert exist once per failure streak.
+etl_alerts = Table(
+    "etl_alerts",
+    metadata,
+    Column(
+        "alert_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("job_id", String(100), nullable=False),
+    Column("event", String(50), nullable=False),
+    Column("dedup_key", String(255), nullable=False),
+    Column("sink", String(255), nullable=False),
+    Column("run_id", BigInteger),
+    Column("message", Text, nullable=False),
+    Column("payload", JSONDetails),
+    Column("status", String(20), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, server_default="0", default=0),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("next_attempt_at", UTCDateTime),
+    UniqueConstraint("sink", "dedup_key", name="uq_etl_alerts_sink_key"),
+    Index("idx_etl_alerts_created", "created_at"),
+    Index("idx_etl_alerts_status", "status", "next_attempt_at"),
+)
+
+# extra (operations): per job and day, what the purged runs did (reference: "keep summary 1-2
+# years"). Rows are added to as runs of the day are rolled up.
+etl_run_summaries = Table(
+    "etl_run_summaries",
+    metadata,
+    Column("job_id", String(100), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("runs", Integer, nullable=False, server_default="0", default=0),
+    Column("successes", Integer, nullable=False, server_default="0", default=0),
+    Column("failures", Integer, nullable=False, server_default="0", default=0),
+    Column("cancelled", Integer, nullable=False, server_default="0", default=0),
+    Column("rows_read", BigInteger, nullable=False, server_default="0", default=0),
+    Column("rows_written", BigInteger, nullable=False, server_default="0", default=0),
+    Column("rows_updated", BigInteger, nullable=False, server_default="0", default=0),
+    Column("rows_deleted", BigInteger, nullable=False, server_default="0", default=0),
+    Column("duration_seconds_total", BigInteger, nullable=False, server_default="0", default=0),
+    Column("duration_seconds_max", Integer, nullable=False, server_default="0", default=0),
+    PrimaryKeyConstraint("job_id", "day"),
+)
+
+# extra (operations): when periodic maintenance (purge, freshness checks) last ran, so that many
+# workers do it once between them (compare-and-set on last_run_at).
+etl_maintenance = Table(
+    "etl_maintenance",
+    metadata,
+    Column("task", String(100), primary_key=True),
+    Column("last_run_at", UTCDateTime),
+    Column("last_worker_id", String(255)),
 )
