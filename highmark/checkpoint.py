@@ -14,7 +14,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from highmark.errors import CheckpointError
 from highmark.models import Watermark, WatermarkType
@@ -55,6 +55,19 @@ class RunCheckpoint(BaseModel):
                 retryable=False,
             ) from None
 
+    @classmethod
+    def validate_partial(cls, job_id: str, data: dict[str, Any]) -> None:
+        """Check the keys a checkpoint has (an edited one may lack some) against their types."""
+        try:
+            _PartialRunCheckpoint.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(p) for p in error["loc"]) or "(whole)"
+            raise CheckpointError(
+                f"checkpoint of job {job_id}: {key}: {error['msg']}; nothing was changed",
+                retryable=False,
+            ) from None
+
     def position(self) -> Watermark | None:
         return _watermark(self.watermark_type, self.last_value_timestamp, self.last_value_integer)
 
@@ -66,6 +79,16 @@ class RunCheckpoint(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+_PARTIAL_FIELDS: dict[str, Any] = {
+    name: (field.annotation | None, None)  # type: ignore[operator]
+    for name, field in RunCheckpoint.model_fields.items()
+}
+# Every field of RunCheckpoint, optional, each with its own type.
+_PartialRunCheckpoint = create_model(
+    "PartialRunCheckpoint", __config__=ConfigDict(extra="allow"), **_PARTIAL_FIELDS
+)
 
 
 def _watermark(

@@ -27,6 +27,7 @@ from highmark.models import RunRecord, RunStatus, TriggeredBy, to_json_text
 from highmark.project import Project
 from highmark.redact import scrub
 from highmark.run import CancelToken
+from highmark.store.checkpoints import parse_value
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -460,9 +461,66 @@ def checkpoint_show(ctx: Context, job_id: str) -> None:
 @click.pass_obj
 @handles_errors
 def checkpoint_reset(ctx: Context, job_id: str) -> None:
-    """Clear JOB_ID's checkpoint_data: an interrupted run is not resumed."""
+    """Clear JOB_ID's checkpoint_data (an interrupted run is not resumed) and its pending
+    retries."""
     ctx.project.reset_checkpoint(job_id)
     click.echo(f"{job_id}: checkpoint cleared")
+
+
+@checkpoint.command("set")
+@click.argument("job_id")
+@click.argument("key")
+@click.argument("value")
+@click.pass_obj
+@handles_errors
+def checkpoint_set(ctx: Context, job_id: str, key: str, value: str) -> None:
+    """Set KEY (a path such as a.b) to VALUE (JSON: 5, true, "x", [1]; else a string)."""
+    _echo_checkpoint(ctx.project.set_checkpoint(job_id, key, parse_value(value)))
+
+
+@checkpoint.command("append")
+@click.argument("job_id")
+@click.argument("key")
+@click.argument("value")
+@click.pass_obj
+@handles_errors
+def checkpoint_append(ctx: Context, job_id: str, key: str, value: str) -> None:
+    """Append VALUE to the array at KEY (created when missing)."""
+    _echo_checkpoint(ctx.project.append_checkpoint(job_id, key, parse_value(value)))
+
+
+@checkpoint.command("incr")
+@click.argument("job_id")
+@click.argument("key")
+@click.argument("amount", required=False, default="1")
+@click.pass_obj
+@handles_errors
+def checkpoint_incr(ctx: Context, job_id: str, key: str, amount: str) -> None:
+    """Add AMOUNT (default 1) to the number at KEY (0 when missing)."""
+    number = parse_value(amount)
+    if not isinstance(number, int | float) or isinstance(number, bool):
+        raise click.BadParameter(f"{amount!r} is not a number", param_hint="AMOUNT")
+    _echo_checkpoint(ctx.project.incr_checkpoint(job_id, key, number))
+
+
+@checkpoint.command("find")
+@click.argument("expression")
+@click.option("--json", "as_json", is_flag=True, help="Print job ids and checkpoints as JSON.")
+@click.pass_obj
+@handles_errors
+def checkpoint_find(ctx: Context, expression: str, as_json: bool) -> None:
+    """Jobs whose checkpoint matches EXPRESSION: 'recovery_mode=true', 'batch_number>5',
+    'repositories_processed?repo1' (operators = != > >= < <= ?)."""
+    found = ctx.project.find_checkpoints(expression)
+    if as_json:
+        _echo_json([{"job_id": j, "checkpoint_data": c} for j, c in found])
+        return
+    for job_id, data in found:
+        click.echo(f"{job_id}\t{json.dumps(data, sort_keys=True)}")
+
+
+def _echo_checkpoint(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 @cli.command()

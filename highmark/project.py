@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from highmark import clock
+from highmark.checkpoint import RunCheckpoint
 from highmark.config import JobSpec, ProjectConfig, load_project_config, parse_duration
 from highmark.errors import ConfigError, JobNotFoundError
 from highmark.models import (
@@ -26,6 +27,7 @@ from highmark.models import (
     WatermarkType,
 )
 from highmark.run import CancelToken, RunObserver, run_job
+from highmark.store.checkpoints import CheckpointStore, Query, parse_path
 from highmark.store.store import ControlStore, JobDefinition
 from highmark.worker import Worker
 
@@ -180,7 +182,34 @@ class Project:
         return self.store.get_checkpoint(job_id)
 
     def reset_checkpoint(self, job_id: str) -> None:
-        self.store.reset_checkpoint(job_id)
+        """Clear the checkpoint and the job's error state (retries waiting on a failure)."""
+        self._checkpoints().reset(job_id)
+
+    def set_checkpoint(self, job_id: str, key: str, value: Any) -> dict[str, Any]:
+        """Set ``key`` (a path such as ``a.b``) to a JSON value, in the database."""
+        return self._checkpoints().set(
+            job_id, parse_path(key), value, RunCheckpoint.validate_partial
+        )
+
+    def append_checkpoint(self, job_id: str, key: str, value: Any) -> dict[str, Any]:
+        """Append a value to the array at ``key`` (created when missing)."""
+        return self._checkpoints().append(
+            job_id, parse_path(key), value, RunCheckpoint.validate_partial
+        )
+
+    def incr_checkpoint(self, job_id: str, key: str, amount: int | float = 1) -> dict[str, Any]:
+        """Add ``amount`` to the number at ``key`` (0 when missing)."""
+        return self._checkpoints().incr(
+            job_id, parse_path(key), amount, RunCheckpoint.validate_partial
+        )
+
+    def find_checkpoints(self, expression: str) -> list[tuple[str, dict[str, Any]]]:
+        """Jobs whose checkpoint matches ``recovery_mode=true``, ``batch_number>5``,
+        ``repositories_processed?repo1``…"""
+        return self._checkpoints().find(Query.parse(expression))
+
+    def _checkpoints(self) -> CheckpointStore:
+        return CheckpointStore(self.store)
 
 
 def parse_watermark(value: str, kind: WatermarkType) -> Watermark:
