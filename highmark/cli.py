@@ -525,23 +525,37 @@ def _echo_checkpoint(data: dict[str, Any]) -> None:
 
 @cli.command()
 @click.argument("job_id", required=False)
+@click.option(
+    "--sql", "with_sql", is_flag=True, help="Also print the DDL that would fix each finding."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.pass_obj
 @handles_errors
-def check(ctx: Context, job_id: str | None, as_json: bool) -> None:
-    """Check each job's source: reachable, columns present, upper bound not blind."""
+def check(ctx: Context, job_id: str | None, with_sql: bool, as_json: bool) -> None:
+    """Check each job's source against the incremental-loading checklist: primary key, the
+    watermark column (NOT NULL, indexed, defaulted, bumped on UPDATE), a unique tiebreaker, soft
+    deletes, NULL and future watermarks, a safe upper bound. Exit 1 when a check fails."""
     from highmark.checker import Level, check_job
 
     project = ctx.project
     jobs = [project.job(job_id)] if job_id else list(project.config.jobs.values())
     findings = [f for job in jobs for f in check_job(project.config, job)]
     if as_json:
-        _echo_json([f.__dict__ for f in findings])
+        _echo_json([{**f.__dict__, "level": f.level.value} for f in findings])
     else:
         table = Table("job_id", "check", "result", "detail", "fix")
         for f in findings:
             table.add_row(f.job_id, f.check, f.level.value, f.detail, f.fix)
         _console().print(table)
+        if with_sql:
+            fixes = [f for f in findings if f.sql and f.level is not Level.PASS]
+            printed: set[str] = set()
+            for f in fixes:
+                if f.sql not in printed:  # one fix may answer several findings
+                    printed.add(f.sql)
+                    click.echo(f"-- {f.job_id}: {f.check}\n{f.sql}")
+            if not fixes:
+                click.echo("-- nothing to fix")
     if any(f.level is Level.FAIL for f in findings):
         sys.exit(EXIT_RUN_FAILED)
 
