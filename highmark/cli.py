@@ -246,13 +246,50 @@ def _job_json(job: Any, run: RunRecord | None) -> dict[str, Any]:
     "--once", is_flag=True, help="Start what is due now, wait for it, exit (0: all succeeded)."
 )
 @click.option("--worker-id", metavar="ID", help="Name in logs and claims (default: host:pid).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics while working.",
+)
+@click.option(
+    "--metrics-host",
+    metavar="HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for --metrics-port.",
+)
 @click.pass_obj
 @handles_errors
-def worker(ctx: Context, concurrency: int | None, once: bool, worker_id: str | None) -> None:
+def worker(
+    ctx: Context,
+    concurrency: int | None,
+    once: bool,
+    worker_id: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run jobs when their cron schedule says, in child processes, until SIGTERM."""
-    result = ctx.project.worker(concurrency=concurrency, worker_id=worker_id, once=once).run()
+    project = ctx.project
+    with _metrics_server(project, metrics_host, metrics_port):
+        result = project.worker(concurrency=concurrency, worker_id=worker_id, once=once).run()
     if once and not result.all_succeeded:
         sys.exit(EXIT_RUN_FAILED)
+
+
+@contextmanager
+def _metrics_server(project: Project, host: str, port: int | None) -> Iterator[None]:
+    if port is None:
+        yield
+        return
+    from highmark.metrics import serve
+
+    server = serve(project.store, project.config, port, host)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @cli.command()
@@ -286,6 +323,35 @@ def disable(ctx: Context, job_id: str) -> None:
     """Make JOB_ID inactive (overrides the file's is_active until the file changes it)."""
     ctx.project.disable(job_id)
     click.echo(f"{job_id}: disabled; workers will not start it")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+@handles_errors
+def purge(ctx: Context, dry_run: bool, as_json: bool) -> None:
+    """Delete runs, alerts and finished slots older than retention.runs_days (runs rolled up
+    into etl_run_summaries first) and summaries older than retention.summary_days."""
+    from highmark import retention
+
+    project = ctx.project
+    report = retention.purge(project.store, project.config.retention, dry_run=dry_run)
+    if as_json:
+        _echo_json(report.to_json())
+        return
+    click.echo(retention.report_text(report))
+
+
+@cli.command()
+@click.pass_obj
+@handles_errors
+def metrics(ctx: Context) -> None:
+    """Print Prometheus metrics (text exposition format), computed from the control tables."""
+    from highmark.metrics import render
+
+    project = ctx.project
+    click.echo(render(project.store, project.config).decode(), nl=False)
 
 
 @cli.command()
