@@ -82,7 +82,9 @@ class WorkQueue:
             statement = mysql.insert(etl_job_slots).prefix_with("IGNORE")
         else:
             statement = sqlite.insert(etl_job_slots).on_conflict_do_nothing()
-        return bool(connection.execute(statement.values(**values)).rowcount == 1)
+        # psycopg forgets an INSERT's rowcount once SQLAlchemy closes the cursor: keep it.
+        statement = statement.values(**values).execution_options(preserve_rowcount=True)
+        return bool(connection.execute(statement).rowcount == 1)
 
     # ------------------------------------------------------------------ enqueue
 
