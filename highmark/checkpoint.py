@@ -34,6 +34,7 @@ class RunCheckpoint(BaseModel):
     last_value_timestamp: datetime | None = None
     last_value_integer: int | None = None
     inclusive: bool = False
+    direct: bool = False  # a first load writing straight into the (then empty) target
     last_pk: list[Any] | None = None
     max_key_timestamp: datetime | None = None
     max_key_integer: int | None = None

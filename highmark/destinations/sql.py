@@ -24,11 +24,13 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     and_,
+    bindparam,
     cast,
     delete,
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -38,13 +40,15 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import TableClause
-from sqlalchemy.types import Text
+from sqlalchemy.types import NullType, Text
 
 from highmark import failpoints
 from highmark.config import JobSpec, ResolvedConnection, TableRef
 from highmark.db import get_engine
+from highmark.destinations import postgres_copy
 from highmark.errors import DestinationError, SchemaConflictError, translate_db_error
-from highmark.models import Counts, WatermarkType
+from highmark.models import Counts, Watermark, WatermarkType
+from highmark.sources.base import Batch
 from highmark.sources.sql import keyset_after
 from highmark.sqlschema import TableSchema, raw_table, reflect
 from highmark.sqltypes import (
@@ -77,6 +81,9 @@ class SqlDestination:
         self._mapping: list[tuple[str, str]] = []  # (source column, target column)
         self._converters: list[Converter | None] = []
         self._temp_ready = False
+        self._source: TableSchema | None = None
+        self._source_zone = "UTC"
+        self._copy_plan: tuple[list[str], bool] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -120,7 +127,9 @@ class SqlDestination:
 
     # ------------------------------------------------------------------ schema
 
-    def prepare(self, source: TableSchema) -> None:
+    def prepare(self, source: TableSchema, source_zone: str = "UTC") -> None:
+        self._source = source
+        self._source_zone = source_zone
         with self._transaction("cannot read"):
             target = reflect(self.conn, self.ref.schema_name, self.ref.table_name)
         if target is None:
@@ -208,10 +217,40 @@ class SqlDestination:
     def _target_clause(self) -> TableClause:
         return raw_table(self.target.name, self.target.schema, [t for _, t in self._mapping])
 
-    def _insert(self, stage: TableClause, rows: list[dict[str, Any]]) -> None:
-        values = self._values(rows)
+    def takes_copy_from(self, source_dialect: str) -> bool:
+        """Can a batch come as a COPY range (PostgreSQL to PostgreSQL)?"""
+        return self.dialect == "postgresql" and source_dialect == "postgresql"
+
+    def _load(self, table: TableClause, batch: Batch) -> int:
+        """Put a batch's rows into ``table`` (a stage or the target) the fastest way there is;
+        return how many."""
+        quoted = self._quote_qualified(table.schema, table.name)
+        columns = [t for _, t in self._mapping]
+        if batch.copy is not None:
+            if self._copy_plan is None:
+                assert self._source is not None, "prepare() first"
+                types = postgres_copy.target_columns(self.conn, self._quoted_target())
+                self._copy_plan = postgres_copy.select_list(
+                    self._source, self._source_zone, self._mapping,
+                    self.target, self.connection.timezone, types, self._quote,
+                )  # fmt: skip
+            expressions, binary = self._copy_plan
+            return postgres_copy.copy_range(
+                self.conn,
+                quoted,
+                columns,
+                batch.copy,
+                expressions,
+                binary=binary,
+                quote=self._quote,
+            )
+        values = self._values(batch.rows)
+        if self.dialect == "postgresql":
+            rows = [tuple(v[c] for c in columns) for v in values]
+            return postgres_copy.copy_rows(self.conn, quoted, columns, rows, self._quote)
         for start in range(0, len(values), INSERT_CHUNK):
-            self.conn.execute(insert(stage), values[start : start + INSERT_CHUNK])
+            self.conn.execute(insert(table), values[start : start + INSERT_CHUNK])
+        return len(values)
 
     def _comparable(self, col: Any, info: ColumnInfo) -> Any:
         """A form of ``col`` that the database can test for distinctness exactly."""
@@ -255,15 +294,57 @@ class SqlDestination:
             self._temp_ready = True
         return stage
 
-    def merge_batch(self, rows: list[dict[str, Any]]) -> Counts:
+    def merge_batch(self, batch: Batch) -> Counts:
         stage = self._ensure_temp_stage()
         with self._transaction("cannot write"):
             self._clear(stage)
-            self._insert(stage, rows)
+            read = self._load(stage, batch)
             counts = self._merge(stage, delete_missing=False)
             self._clear(stage)
             failpoints.reach("mid_batch")
-        return counts
+        return counts.with_read(read)
+
+    # ------------------------------------------------------------------ first loads
+
+    def is_empty(self) -> bool:
+        with self._transaction("cannot read"):
+            return (
+                self.conn.execute(
+                    select(literal(1)).select_from(self._target_clause()).limit(1)
+                ).first()
+                is None
+            )
+
+    def write_direct(self, batch: Batch) -> Counts:
+        """A first load into an empty target: rows go straight in, no stage, nothing to merge.
+        (A resumed first load first removes what the interrupted run wrote after its last
+        checkpoint: :meth:`delete_after`.)"""
+        with self._transaction("cannot write"):
+            written = self._load(self._target_clause(), batch)
+            failpoints.reach("mid_batch")
+        return Counts(rows_read=written, rows_written=written)
+
+    def delete_after(self, position: Watermark | None, *, inclusive: bool) -> int:
+        """Remove target rows past ``position`` in key order (or all rows when None)."""
+        t = self._target_clause()
+        spec = self.job.watermark
+        assert spec is not None
+        condition: ColumnElement[bool] | None = None
+        if position is not None:
+            wm = t.c[self._tcol(spec.column)]
+            info = self.target.find(spec.column)
+            assert info is not None
+            convert = write_converter(info, self.dialect, self.zone)
+            raw = position.id if spec.type is WatermarkType.INTEGER else position.ts
+            value = _bind(convert(raw) if convert is not None else raw)
+            if spec.tiebreaker and position.id is not None and not inclusive:
+                tb = t.c[self._tcol(spec.tiebreaker)]
+                condition = or_(wm > value, and_(wm == value, tb > _bind(position.id)))
+            else:
+                condition = wm >= value if inclusive else wm > value
+        with self._transaction("cannot clean up"):
+            statement = delete(t) if condition is None else delete(t).where(condition)
+            return int(self.conn.execute(statement).rowcount)
 
     def _clear(self, stage: TableClause) -> None:
         if self.dialect == "postgresql":
@@ -376,10 +457,11 @@ class SqlDestination:
             values.append(convert(value) if convert is not None and value is not None else value)
         return values
 
-    def stage_batch(self, rows: list[dict[str, Any]]) -> None:
+    def stage_batch(self, batch: Batch) -> int:
         with self._transaction("cannot stage rows for"):
-            self._insert(self._full_stage(), rows)
+            staged = self._load(self._full_stage(), batch)
             failpoints.reach("mid_batch")
+        return staged
 
     def stage_finish(self) -> Counts:
         stage = self._full_stage()
@@ -409,3 +491,7 @@ class SqlDestination:
 
     def _quoted_target(self) -> str:
         return self._quote_qualified(self.target.schema, self.target.name)
+
+
+def _bind(value: Any) -> Any:
+    return bindparam(None, value, type_=NullType())

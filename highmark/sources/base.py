@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -11,19 +12,34 @@ from highmark.models import Watermark
 from highmark.sqlschema import TableSchema
 
 
+class CopyRange(Protocol):
+    """A range of source rows that a bulk destination pulls with COPY, never as Python objects."""
+
+    @property
+    def source_columns(self) -> list[str]: ...
+
+    def stream(
+        self, select_list: list[str], *, binary: bool
+    ) -> AbstractContextManager[Iterator[bytes]]:
+        """COPY the range out, each column as the given SQL expression, in chunks of bytes."""
+        ...
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Rows in key order, as canonical Python values keyed by source column name.
+    """Rows in key order, as canonical Python values keyed by source column name — or, on the
+    bulk path, a ``copy`` range the destination pulls itself (``rows`` is then empty).
 
     ``last_key`` is the watermark key of the last row (incremental reads); ``last_pk`` is its
-    primary key (full reads, which go in primary-key order). ``keys_within`` counts the rows whose
-    watermark key is at or below the window's upper bound (full refreshes read past it).
+    primary key (full reads, which go in primary-key order). ``max_key_within`` is the greatest
+    watermark key at or below the window's upper bound (full refreshes read past it).
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]] = field(default_factory=list)
     last_key: Watermark | None = None
     last_pk: tuple[Any, ...] | None = None
     max_key_within: Watermark | None = None
+    copy: CopyRange | None = None
 
 
 @dataclass(frozen=True)

@@ -200,11 +200,37 @@ class SqlSource:
     ) -> Iterator[Batch]:
         spec = self.job.watermark
         assert spec is not None
-        schema = self.describe()
-        table = schema.clause()
+        table = self.describe().clause()
+        where, wm, tb = self.window_condition(table, low, high, inclusive=inclusive)
+        pk_cols = [table.c[self._column(c).name] for c in self.job.primary_key]
+        with self._errors("cannot read"), self.engine.connect() as conn:
+            compare = self._comparator(conn)
+        include_nulls = spec.on_null == "include"
+        if self.describe().dialect == "sqlite":
+            rest = [tb] if tb is not None else pk_cols
+            yield from self._pages(table, where, [wm, *rest], batch_size, self._key_of, compare)
+            if include_nulls:
+                yield from self._pages(table, wm.is_(None), pk_cols, batch_size, self._key_of, None)
+            return
+        if include_nulls:
+            where = or_(where, wm.is_(None))
+        query = select(table).where(where).order_by(wm, *([tb] if tb is not None else []))
+        yield from self._stream(query, batch_size, self._key_of)
+
+    def window_condition(
+        self,
+        table: Any,
+        low: Watermark | None,
+        high: datetime | int | None,
+        *,
+        inclusive: bool,
+    ) -> tuple[ColumnElement[bool], Any, Any]:
+        """The rows of the window ``(low, high]`` (``[low, high]`` when inclusive), and the
+        watermark and tiebreaker columns of ``table``."""
+        spec = self.job.watermark
+        assert spec is not None
         wm = table.c[self._column(spec.column).name]
         tb = table.c[self._column(spec.tiebreaker).name] if spec.tiebreaker else None
-        pk_cols = [table.c[self._column(c).name] for c in self.job.primary_key]
         with self._errors("cannot read"), self.engine.connect() as conn:
             compare = self._comparator(conn)
         conditions: list[ColumnElement[bool]] = []
@@ -223,18 +249,7 @@ class SqlSource:
                 conditions.append(compare(wm, ">", low_value))
         if high is not None:
             conditions.append(compare(wm, "<=", high))
-        where: ColumnElement[bool] = and_(true(), *conditions)
-        include_nulls = spec.on_null == "include"
-        if self.describe().dialect == "sqlite":
-            rest = [tb] if tb is not None else pk_cols
-            yield from self._pages(table, where, [wm, *rest], batch_size, self._key_of, compare)
-            if include_nulls:
-                yield from self._pages(table, wm.is_(None), pk_cols, batch_size, self._key_of, None)
-            return
-        if include_nulls:
-            where = or_(where, wm.is_(None))
-        query = select(table).where(where).order_by(wm, *([tb] if tb is not None else []))
-        yield from self._stream(query, batch_size, self._key_of)
+        return and_(true(), *conditions), wm, tb
 
     def read_all(
         self, after_pk: tuple[Any, ...] | None, high: datetime | int | None, *, batch_size: int

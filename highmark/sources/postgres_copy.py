@@ -1,0 +1,210 @@
+"""The bulk read path of PostgreSQL sources: key ranges streamed out with COPY.
+
+Rows never become Python objects. The window is cut into ranges of about ``batch_size`` rows by
+probing the key at each boundary (an index-only scan of one batch), and each range is handed to
+the destination as a :class:`PostgresCopyRange`, which it pulls with
+``COPY (SELECT …) TO STDOUT``. A range ends exactly at its probed key, so the run checkpoints
+after it as after any batch. Without a tiebreaker, a range takes every row of its last timestamp
+(ties are never cut), so resuming after it is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import NullType
+
+from highmark.models import Watermark, WatermarkType
+from highmark.sources.base import Batch
+from highmark.sqltypes import read_converter
+
+if TYPE_CHECKING:
+    from highmark.sources.sql import SqlSource
+
+COPY_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class PostgresCopyRange:
+    source: SqlSource
+    where: ColumnElement[bool]
+
+    @property
+    def source_columns(self) -> list[str]:
+        return [c.name for c in self.source.describe().columns]
+
+    @contextmanager
+    def stream(self, select_list: list[str], *, binary: bool) -> Iterator[Iterator[bytes]]:
+        """``COPY (SELECT <select_list> FROM source WHERE <range>) TO STDOUT``, in chunks."""
+        engine = self.source.engine
+        where = self.where.compile(dialect=engine.dialect)
+        preparer = engine.dialect.identifier_preparer
+        name = ".".join(preparer.quote(p) for p in self.source.describe().qualified_name.split("."))
+        statement = (
+            f"COPY (SELECT {', '.join(select_list)} FROM {name} WHERE {where}) TO STDOUT"
+            + (" (FORMAT binary)" if binary else "")
+        )
+        with self.source._errors("cannot copy out of"), engine.connect() as conn:
+            raw: Any = conn.connection.dbapi_connection
+            with raw.cursor() as cursor, cursor.copy(statement, where.params) as copy:
+                yield _chunks(copy)
+            conn.rollback()
+
+
+def _chunks(copy: Any) -> Iterator[bytes]:
+    """COPY OUT hands back a row per read: regroup into large writes (bench-anchors.md)."""
+    buffer = bytearray()
+    for data in copy:
+        buffer += data
+        if len(buffer) >= COPY_CHUNK_BYTES:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+def window_ranges(
+    source: SqlSource,
+    low: Watermark | None,
+    high: datetime | int | None,
+    *,
+    inclusive: bool,
+    batch_size: int,
+    skip_deleted: bool = False,
+) -> Iterator[Batch]:
+    """The window ``(low, high]`` as key ranges of about ``batch_size`` rows, in key order.
+    ``skip_deleted`` leaves out soft-deleted rows (a first load into an empty target)."""
+    spec = source.job.watermark
+    assert spec is not None
+    table = source.describe().clause()
+    where, wm, tb = source.window_condition(table, low, high, inclusive=inclusive)
+    if skip_deleted and source.job.soft_delete is not None:
+        where = and_(where, table.c[_name(source, source.job.soft_delete.column)].is_(None))
+    order = [wm, *([tb] if tb is not None else [])]
+    yield from _ranges(
+        source, table, where, order, batch_size, lambda row, _: Batch(last_key=_key(source, row))
+    )
+    if spec.on_null == "include":
+        # Rows without a watermark are read on every run, in primary-key order.
+        pk = [table.c[_name(source, c)] for c in source.job.primary_key]
+        yield from _ranges(source, table, wm.is_(None), pk, batch_size, lambda _r, _w: Batch())
+
+
+def key_ranges(
+    source: SqlSource,
+    after_pk: tuple[Any, ...] | None,
+    high: datetime | int | None,
+    *,
+    batch_size: int,
+) -> Iterator[Batch]:
+    """The whole table in primary-key ranges (full loads), with the greatest watermark key at or
+    below ``high`` of each range when the job has a watermark."""
+    table = source.describe().clause()
+    pk = [table.c[_name(source, c)] for c in source.job.primary_key]
+    conditions: list[ColumnElement[bool]] = [pk[0].is_not(None)]
+    if after_pk is not None:
+        conditions.append(_after(pk, list(after_pk)))
+    if source.job.soft_delete and source.job.soft_delete.mode == "delete":
+        conditions.append(table.c[_name(source, source.job.soft_delete.column)].is_(None))
+    converters = [_converter(source, c.name) for c in pk]
+
+    def describe(row: Any, range_where: ColumnElement[bool]) -> Batch:
+        last_pk = tuple(
+            conv(v) if conv is not None and v is not None else v
+            for conv, v in zip(converters, row, strict=True)
+        )
+        return Batch(
+            last_pk=last_pk, max_key_within=_max_key_within(source, table, range_where, high)
+        )
+
+    yield from _ranges(source, table, and_(*conditions), pk, batch_size, describe)
+
+
+def _ranges(
+    source: SqlSource,
+    table: Any,
+    where: ColumnElement[bool],
+    order: list[Any],
+    batch_size: int,
+    describe: Callable[[Any, ColumnElement[bool]], Batch],
+) -> Iterator[Batch]:
+    """Probe the key that ends each range (an index scan of one batch), then hand the range on."""
+    previous: list[Any] | None = None
+    while True:
+        remaining = where if previous is None else and_(where, _after(order, previous))
+        with source._errors("cannot read"), source.engine.connect() as conn:
+            boundary = conn.execute(
+                select(*order).where(remaining).order_by(*order).offset(batch_size - 1).limit(1)
+            ).first()
+            last = boundary is None
+            if boundary is None:
+                boundary = conn.execute(
+                    select(*order).where(remaining).order_by(*(c.desc() for c in order)).limit(1)
+                ).first()
+        if boundary is None:
+            return
+        values = list(boundary)
+        range_where = and_(remaining, ~_after(order, values))
+        found = describe(boundary, range_where)
+        yield Batch(
+            last_key=found.last_key,
+            last_pk=found.last_pk,
+            max_key_within=found.max_key_within,
+            copy=PostgresCopyRange(source, range_where),
+        )
+        if last:
+            return
+        previous = values
+
+
+def _max_key_within(
+    source: SqlSource, table: Any, where: ColumnElement[bool], high: datetime | int | None
+) -> Watermark | None:
+    if source.job.watermark is None:
+        return None
+    inner, wm, tb = source.window_condition(table, None, high, inclusive=False)
+    order = [wm, *([tb] if tb is not None else [])]
+    with source._errors("cannot read"), source.engine.connect() as conn:
+        row = conn.execute(
+            select(*order).where(and_(where, inner)).order_by(*(c.desc() for c in order)).limit(1)
+        ).first()
+    return None if row is None else _key(source, row)
+
+
+def _key(source: SqlSource, row: Any) -> Watermark:
+    """The watermark key of a (watermark[, tiebreaker]) row read from the source."""
+    spec = source.job.watermark
+    assert spec is not None
+    convert = _converter(source, spec.column)
+    value = convert(row[0]) if convert is not None else row[0]
+    if spec.type is WatermarkType.INTEGER:
+        return Watermark(WatermarkType.INTEGER, id=int(value))
+    tiebreak = int(row[1]) if spec.tiebreaker else None
+    return Watermark(WatermarkType.TIMESTAMP, ts=value, id=tiebreak)
+
+
+def _name(source: SqlSource, column: str) -> str:
+    found = source.describe().find(column)
+    assert found is not None
+    return found.name
+
+
+def _converter(source: SqlSource, column: str) -> Any:
+    found = source.describe().find(column)
+    assert found is not None
+    return read_converter(found, source.zone)
+
+
+def _after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
+    """``(c1, c2, …) > (v1, v2, …)`` with raw values (read from these very columns)."""
+    clauses = []
+    for i, col in enumerate(columns):
+        equal = [columns[j] == bindparam(None, values[j], type_=NullType()) for j in range(i)]
+        clauses.append(and_(*equal, col > bindparam(None, values[i], type_=NullType())))
+    return or_(*clauses)
