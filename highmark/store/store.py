@@ -25,6 +25,7 @@ from highmark import failpoints
 from highmark.clock import ensure_utc
 from highmark.db import get_engine
 from highmark.errors import (
+    ClaimLostError,
     JobNotFoundError,
     LeaseLostError,
     StoreError,
@@ -41,8 +42,14 @@ from highmark.models import (
 )
 from highmark.redact import scrub
 from highmark.scheduler import next_fire
-from highmark.store import migrate
-from highmark.store.tables import etl_job_runs, etl_jobs, etl_watermarks
+from highmark.store.tables import (
+    HEAD_REVISION,
+    VERSION_TABLE,
+    etl_job_runs,
+    etl_job_slots,
+    etl_jobs,
+    etl_watermarks,
+)
 
 MAX_ERROR_MESSAGE_LENGTH = 2000
 
@@ -96,10 +103,25 @@ class ControlStore:
     def ensure_schema(self) -> None:
         """Upgrade a new or older store; refuse a store newer than this code."""
         with self._errors("cannot open the control store"):
+            if self._stored_revision() == HEAD_REVISION:
+                return  # the common case, without importing Alembic (start-up time)
+            from highmark.store import migrate
+
             if not migrate.is_current(self.engine):
                 migrate.upgrade(self.engine)
 
+    def _stored_revision(self) -> str | None:
+        """The schema revision recorded in the store, or None (no table, or several rows)."""
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+        except SQLAlchemyError:
+            return None
+        return str(rows[0][0]) if len(rows) == 1 else None
+
     def migrate(self) -> tuple[str | None, str]:
+        from highmark.store import migrate
+
         with self._errors("cannot migrate the control store"):
             return migrate.upgrade(self.engine)
 
@@ -311,6 +333,8 @@ class ControlStore:
         extra: dict[str, Any],
     ) -> RunHandle:
         with self.engine.begin() as connection:
+            if extra["scheduled_for"] is not None:
+                self._check_claim(connection, job_id, extra)
             now = self._now(connection)
             result = connection.execute(
                 insert(etl_job_runs).values(
@@ -333,6 +357,29 @@ class ControlStore:
             )
             run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         return RunHandle(run_id=run_id, job_id=job_id, owner_token=token, started_at=now)
+
+    def _check_claim(self, connection: Connection, job_id: str, slot: dict[str, Any]) -> None:
+        """A scheduled run starts only while its worker holds its slot's claim. The slot's row
+        stays locked until the run's row is in: a worker taking over a lapsed claim either
+        comes first (and this run does not start) or sees the run."""
+        s = etl_job_slots
+        row = connection.execute(
+            _for_update(
+                select(s.c.status, s.c.worker_id, s.c.attempt).where(
+                    s.c.job_id == job_id, s.c.scheduled_for == slot["scheduled_for"]
+                ),
+                connection,
+            )
+        ).first()
+        if row is None or (row.status, row.worker_id, row.attempt) != (
+            "claimed",  # SlotStatus.CLAIMED (highmark.store.queue)
+            slot["worker_id"],
+            slot["attempt"],
+        ):
+            raise ClaimLostError(
+                f"job {job_id}: worker {slot['worker_id']} no longer holds the slot "
+                f"{slot['scheduled_for'].isoformat()} attempt {slot['attempt']}; not started"
+            )
 
     def live_run(self, job_id: str) -> RunRecord | None:
         with self._begin("cannot read etl_job_runs") as connection:

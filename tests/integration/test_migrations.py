@@ -478,3 +478,10 @@ def _job(job_id: str) -> JobDefinition:
         retry_count=3,
         definition={},
     )
+
+
+def test_the_head_revision_constant_matches_the_migrations() -> None:
+    from highmark.store.migrate import head_revision
+    from highmark.store.tables import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION
