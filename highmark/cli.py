@@ -626,6 +626,79 @@ def check(ctx: Context, job_id: str | None, with_sql: bool, as_json: bool) -> No
         sys.exit(EXIT_RUN_FAILED)
 
 
+@cli.group()
+def alerts() -> None:
+    """What alerts were sent and what could not be; raise stale alerts, retry the rest."""
+
+
+@alerts.command("list")
+@click.option("--job", "job_id", metavar="JOB_ID", help="Only this job's alerts.")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice(["sent", "failed", "pending"]),
+    help="Only alerts in this state.",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print etl_alerts rows as JSON.")
+@click.pass_obj
+@handles_errors
+def alerts_list(
+    ctx: Context, job_id: str | None, status_: str | None, limit: int, as_json: bool
+) -> None:
+    """Alerts, newest first: one row per alert and sink, sent or not, and why not."""
+    from highmark import alerts as alerting
+
+    project = ctx.project
+    if job_id is not None:
+        project.store.get_job(job_id)
+    records = alerting.list_alerts(project.store, limit, job_id=job_id, status=status_)
+    if as_json:
+        _echo_json([r.to_json() for r in records])
+        return
+    table = Table(
+        "alert_id", "created_at", "job_id", "event", "run_id", "sink", "status", "attempts",
+        "sent_at / next try", "message", "last_error",
+    )  # fmt: skip
+    for r in records:
+        when = _ts(r.sent_at) if r.status == "sent" else _ts(r.next_attempt_at)
+        if r.status == "failed" and r.next_attempt_at is None:
+            when = "gave up"
+        table.add_row(
+            str(r.alert_id), _ts(r.created_at), r.job_id, r.event,
+            "" if r.run_id is None else str(r.run_id), r.sink, r.status, str(r.attempts),
+            when, r.message, r.last_error or "",
+        )  # fmt: skip
+    _console().print(table)
+
+
+@alerts.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print what was raised and sent as JSON.")
+@click.pass_obj
+@handles_errors
+def alerts_check(ctx: Context, as_json: bool) -> None:
+    """Raise stale alerts (jobs past their freshness) and retry the undelivered alerts that are
+    due. Exit 0 even when a sink fails (see `alerts list`)."""
+    from highmark import alerts as alerting
+
+    project = ctx.project
+    result = alerting.check(project.store, project.config)
+    if as_json:
+        _echo_json({"raised": [r.to_json() for r in result.raised], "delivered": result.delivered})
+        return
+    if not project.config.alerts:
+        click.echo("no alert sinks in the project file (alerts:): nothing to check")
+        return
+    for r in result.raised:
+        outcome = r.status if r.status == "sent" else f"{r.status}: {r.last_error or 'not sent'}"
+        click.echo(f"{r.job_id}: {r.event} -> {r.sink}: {outcome}")
+    stale = len({r.job_id for r in result.raised})
+    click.echo(
+        f"{stale} job(s) newly stale; {len(result.raised)} alert(s) raised; "
+        f"{result.delivered} earlier alert(s) delivered"
+    )
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def demo(directory: Path) -> None:
