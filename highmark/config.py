@@ -126,7 +126,7 @@ class _Strict(BaseModel):
 class ConnectionSpec(_Strict):
     """A named database connection. ``timezone`` says how naive timestamps are to be read."""
 
-    url: str
+    url: str = Field(repr=False)  # may hold a password
     timezone: str = "UTC"
 
     @field_validator("url")
@@ -340,9 +340,9 @@ class WebhookSink(_Sink):
     """A JSON POST; ``format`` shapes the body for Slack or Microsoft Teams incoming webhooks."""
 
     type: Literal["webhook"]
-    url: str
+    url: str = Field(repr=False)  # incoming-webhook URLs carry a token
     format: Literal["json", "slack", "teams"] = "json"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @field_validator("url")
     @classmethod
@@ -369,7 +369,7 @@ class SmtpSettings(_Strict):
     host: str
     port: int = 587
     user: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     starttls: bool = True
     ssl: bool = False  # SMTPS (implicit TLS, usually port 465)
     verify: bool = True  # check the server's certificate

@@ -122,6 +122,34 @@ class Project:
             self.config, self.store, concurrency=concurrency, worker_id=worker_id, once=once
         )
 
+    # ------------------------------------------------------------------ operations
+
+    def alerts(
+        self, *, limit: int | None = 50, job_id: str | None = None, status: str | None = None
+    ) -> list[Any]:
+        """``etl_alerts`` rows, newest first: what was sent and what could not be."""
+        from highmark import alerts
+
+        return alerts.list_alerts(self.store, limit=limit, job_id=job_id, status=status)
+
+    def check_alerts(self) -> Any:
+        """Raise ``stale`` alerts for jobs past their freshness SLA, and retry undelivered ones."""
+        from highmark import alerts
+
+        return alerts.check(self.store, self.config)
+
+    def purge(self, *, dry_run: bool = False) -> Any:
+        """Roll old runs up into daily summaries and delete them (``retention`` settings)."""
+        from highmark import retention
+
+        return retention.purge(self.store, self.config.retention, dry_run=dry_run)
+
+    def metrics(self) -> bytes:
+        """Prometheus text exposition of the control tables."""
+        from highmark import metrics
+
+        return metrics.render(self.store, self.config)
+
     # ------------------------------------------------------------------ reports
 
     def status(self) -> list[tuple[JobRecord, RunRecord | None]]:
