@@ -71,6 +71,10 @@ def create_configured_engine(url: URL, role: Role) -> Engine:
         if "charset" not in url.query:
             connect_args["charset"] = "utf8mb4"
         kwargs["pool_pre_ping"] = True
+        if role == "control":
+            # READ COMMITTED, as on PostgreSQL: REPEATABLE READ's gap locks deadlock concurrent
+            # first watermark inserts of different jobs, and enqueuing against lease renewals.
+            kwargs["isolation_level"] = "READ COMMITTED"
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     if backend == "sqlite":
         _make_sqlite_transactional(engine, role)

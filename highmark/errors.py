@@ -7,6 +7,7 @@
     │   └── StoreVersionError          the store's schema is newer than this code
     ├── JobAlreadyRunningError         a job already has a live run (exit 1)
     ├── LeaseLostError                 this process no longer owns its run (fencing)
+    │   └── ClaimLostError             a worker no longer holds the slot its run is for
     ├── RunCancelledError              a run was asked to stop
     ├── RunTimeoutError                a run outlived its timeout (retryable)
     ├── SourceError                    reading the source failed
@@ -64,6 +65,11 @@ class JobAlreadyRunningError(HighmarkError):
 
 class LeaseLostError(HighmarkError):
     """Another process took this run over (or finished it); this one must stop writing."""
+
+
+class ClaimLostError(LeaseLostError):
+    """A scheduled run's worker no longer holds its slot (its lease lapsed and another worker
+    took it over): the run must not start."""
 
 
 class RunCancelledError(HighmarkError):

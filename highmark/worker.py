@@ -28,8 +28,8 @@ from typing import Any
 
 from highmark import db
 from highmark.config import ProjectConfig
-from highmark.errors import ConfigError, HighmarkError, JobAlreadyRunningError
-from highmark.lease import this_host
+from highmark.errors import ClaimLostError, ConfigError, HighmarkError, JobAlreadyRunningError
+from highmark.lease import abandonment, this_host
 from highmark.models import RunStatus, TriggeredBy
 from highmark.run import CancelToken, ScheduledSlot, run_job
 from highmark.scheduler import backoff
@@ -40,6 +40,7 @@ log = logging.getLogger("highmark.worker")
 
 EXIT_ALREADY_RUNNING = 3
 EXIT_ERROR = 4
+EXIT_LOST_CLAIM = 5
 _PR_SET_PDEATHSIG = 1
 
 
@@ -90,6 +91,7 @@ class Worker:
         self.result = WorkerResult()
         self.stopping = threading.Event()
         self._last_renewal = 0.0
+        self._last_orphan_check = 0.0
 
     # ------------------------------------------------------------------ the loop
 
@@ -104,6 +106,7 @@ class Worker:
                 self._reap()
                 self._enforce_timeouts()
                 self._renew_leases()
+                self._abandon_orphans()
                 for slot in self.queue.enqueue_due():
                     log.info(
                         "worker %s: %s due for %s%s",
@@ -198,6 +201,28 @@ class Worker:
         for claim in lost:
             log.warning("worker %s: lost the claim on %s", self.worker_id, claim.job_id)
 
+    def _abandon_orphans(self) -> None:
+        """Fail the live runs whose owner is gone (a worker killed with its runs, a killed manual
+        run): until then their jobs cannot be claimed, and their slots would wait forever."""
+        now = time.monotonic()
+        if now - self._last_orphan_check < self.settings.heartbeat.total_seconds():
+            return
+        self._last_orphan_check = now
+        try:
+            live = self.store.list_runs(status=RunStatus.RUNNING, limit=None)
+            if not live:
+                return
+            clock = self.store.now()
+            for run in live:
+                reason = abandonment(run, clock, self.settings.lease)
+                if reason is not None and self.store.abandon_run(run, reason):
+                    log.warning(
+                        "worker %s: run %s of %s %s",
+                        self.worker_id, run.run_id, run.job_id, reason,
+                    )  # fmt: skip
+        except HighmarkError as exc:  # the control store is away: try again later
+            log.warning("worker %s: cannot look for abandoned runs: %s", self.worker_id, exc)
+
     def _record(self, child: _Child, *, killed_for_timeout: bool) -> None:
         """Turn a finished child into the slot's outcome (and a retry when one is due)."""
         claim = child.claim
@@ -213,6 +238,12 @@ class Worker:
             self.store.abandon_run(run, reason, kind=kind)
             run = self.queue.run_of(claim)
         if run is None:
+            if code == EXIT_LOST_CLAIM:  # another worker took the slot over: it is theirs now
+                log.warning(
+                    "worker %s: lost the claim on %s before its run started",
+                    self.worker_id, claim.job_id,
+                )  # fmt: skip
+                return
             if code == EXIT_ALREADY_RUNNING:  # a manual run holds the job: try again later
                 self.queue.release(self.worker_id, claim)
                 log.info("worker %s: %s is running elsewhere; later", self.worker_id, claim.job_id)
@@ -358,6 +389,9 @@ def _child_main(config: ProjectConfig, claim: Claim, worker_id: str) -> None:
     except JobAlreadyRunningError as exc:
         log.info("%s", exc)
         sys.exit(EXIT_ALREADY_RUNNING)
+    except ClaimLostError as exc:
+        log.warning("%s", exc)
+        sys.exit(EXIT_LOST_CLAIM)
     except HighmarkError as exc:
         log.error("%s: %s", claim.job_id, exc)
         sys.exit(EXIT_ERROR)

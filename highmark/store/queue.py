@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from highmark.models import RunRecord
+from highmark.clock import ensure_utc
+from highmark.models import RunRecord, RunStatus
 from highmark.scheduler import due_slot, next_fire
 from highmark.store.store import ControlStore
 from highmark.store.tables import etl_job_runs, etl_job_slots, etl_jobs
@@ -113,6 +114,17 @@ class WorkQueue:
             for job in due:
                 slot = due_slot(job.schedule, job.schedule_timezone, job.next_due_at, now)
                 assert slot is not None
+                # A job whose pending slot was never started keeps its place in the line: the
+                # slot that stands in for it waits since the oldest one (no job starves while
+                # the workers cannot keep up).
+                waiting = connection.execute(
+                    select(func.min(etl_job_slots.c.not_before)).where(
+                        etl_job_slots.c.job_id == job.job_id,
+                        etl_job_slots.c.status == SlotStatus.PENDING,
+                        etl_job_slots.c.scheduled_for < slot.scheduled_for,
+                    )
+                ).scalar()
+                since = slot.scheduled_for if waiting is None else min(waiting, slot.scheduled_for)
                 created = self._insert_ignore(
                     connection,
                     {
@@ -121,7 +133,7 @@ class WorkQueue:
                         "status": SlotStatus.PENDING,
                         "attempt": 0,
                         "missed": slot.missed,
-                        "not_before": slot.scheduled_for,
+                        "not_before": since,
                         "created_at": now,
                         "updated_at": now,
                     },
@@ -193,11 +205,32 @@ class WorkQueue:
                     )
                 ).scalars()
             )
+            # A job with a slot claimed by a live worker is busy too, even before (or after) its
+            # run's row is live: two claims of one job would only make one of them fail to start.
+            running.update(
+                connection.execute(
+                    select(s.c.job_id).where(
+                        s.c.job_id.in_(job_ids),
+                        s.c.status == SlotStatus.CLAIMED,
+                        s.c.lease_expires_at >= now,
+                    )
+                ).scalars()
+            )
+            ended = self._ended_runs(
+                connection, [r for r in ready if r.status == SlotStatus.CLAIMED]
+            )
             taken: set[str] = set()
             for slot in ready:
                 job = jobs.get(slot.job_id)
                 if job is None or not job.is_active:
                     self._set(connection, slot, now, status=SlotStatus.SKIPPED)
+                    continue
+                run = ended.get((slot.job_id, ensure_utc(slot.scheduled_for)))
+                outcome = _outcome(run) if run is not None else None
+                if run is not None and outcome is not None:
+                    # Its claimant's lease lapsed after the run ended (the worker stalled or died
+                    # before recording it): record the outcome; never run the slot again.
+                    self._set(connection, slot, now, status=outcome, last_run_id=run.run_id)
                     continue
                 if slot.job_id in taken or slot.job_id in running or len(claims) >= n:
                     continue
@@ -225,6 +258,31 @@ class WorkQueue:
                         )
                     )
         return claims
+
+    def _ended_runs(
+        self, connection: Connection, expired: list[Any]
+    ) -> dict[tuple[str, datetime], Any]:
+        """The finished runs of the attempts whose claims have lapsed, by (job, slot)."""
+        if not expired:
+            return {}
+        r = etl_job_runs
+        rows = connection.execute(
+            select(r.c.run_id, r.c.job_id, r.c.scheduled_for, r.c.run_status, r.c.error_details)
+            .where(r.c.run_status != RunStatus.RUNNING.value)
+            .where(
+                or_(
+                    *(
+                        and_(
+                            r.c.job_id == slot.job_id,
+                            r.c.scheduled_for == slot.scheduled_for,
+                            r.c.attempt == slot.attempt,
+                        )
+                        for slot in expired
+                    )
+                )
+            )
+        ).all()
+        return {(row.job_id, ensure_utc(row.scheduled_for)): row for row in rows}
 
     def _set(self, connection: Connection, slot: Any, now: datetime, **values: Any) -> bool:
         """Compare-and-set a slot from the state it was read in."""
@@ -325,3 +383,14 @@ class WorkQueue:
             query = query.where(etl_job_slots.c.job_id == job_id)
         with self.store._begin("cannot read etl_job_slots") as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def _outcome(run: Any) -> str | None:
+    """The slot status a finished run settles, or None when the slot is to be tried again."""
+    if run.run_status == RunStatus.SUCCESS.value:
+        return SlotStatus.DONE
+    if run.run_status == RunStatus.CANCELLED.value:
+        return SlotStatus.CANCELLED
+    if not (run.error_details or {}).get("retryable"):
+        return SlotStatus.FAILED
+    return None

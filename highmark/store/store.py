@@ -333,8 +333,6 @@ class ControlStore:
         extra: dict[str, Any],
     ) -> RunHandle:
         with self.engine.begin() as connection:
-            if extra["scheduled_for"] is not None:
-                self._check_claim(connection, job_id, extra)
             now = self._now(connection)
             result = connection.execute(
                 insert(etl_job_runs).values(
@@ -356,12 +354,16 @@ class ControlStore:
                 )
             )
             run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            if extra["scheduled_for"] is not None:
+                self._check_claim(connection, job_id, extra)
         return RunHandle(run_id=run_id, job_id=job_id, owner_token=token, started_at=now)
 
     def _check_claim(self, connection: Connection, job_id: str, slot: dict[str, Any]) -> None:
         """A scheduled run starts only while its worker holds its slot's claim. The slot's row
-        stays locked until the run's row is in: a worker taking over a lapsed claim either
-        comes first (and this run does not start) or sees the run."""
+        is locked after the run's row is inserted (the insert's foreign key locks the job's row
+        first, as enqueuing does: job, then its slots, so the two never deadlock) and until the
+        run's row is committed: a worker taking over a lapsed claim either comes first (and
+        this run rolls back, never started) or finds the run."""
         s = etl_job_slots
         row = connection.execute(
             _for_update(
