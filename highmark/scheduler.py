@@ -89,6 +89,11 @@ def backoff(
 ) -> timedelta:
     """Delay before retry number ``attempt`` (1 = the first retry): exponential, capped, with
     jitter in [50 %, 100 %] of the step so that many failed jobs do not retry in lockstep."""
-    step: timedelta = min(cap, base * (2 ** max(attempt - 1, 0)))
+    step = base
+    for _ in range(max(attempt - 1, 0)):  # doubling stops at the cap: no overflow at attempt 100
+        if step >= cap:
+            break
+        step *= 2
+    step = min(cap, step)
     jitter = 0.5 + 0.5 * float((rng or random).random())
     return step * jitter
