@@ -150,7 +150,7 @@ def _ranges(
         if boundary is None:
             return
         values = list(boundary)
-        range_where = and_(remaining, ~_after(order, values))
+        range_where = and_(remaining, ~_keyset_after(order, values))
         found = describe(boundary, range_where)
         yield Batch(
             last_key=found.last_key,
@@ -202,7 +202,18 @@ def _converter(source: SqlSource, column: str) -> Any:
 
 
 def _after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
-    """``(c1, c2, …) > (v1, v2, …)`` with raw values (read from these very columns)."""
+    """``(c1, c2, …) > (v1, v2, …)``, plus the redundant ``c1 >= v1``: PostgreSQL cannot take an
+    index bound from the OR alone, so each probe would scan the window from its start and filter
+    (the probes of a load would cost O(ranges²)); with the bound it starts at the key."""
+    keyset = _keyset_after(columns, values)
+    if len(columns) == 1:
+        return keyset
+    return and_(columns[0] >= bindparam(None, values[0], type_=NullType()), keyset)
+
+
+def _keyset_after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
+    """``(c1, c2, …) > (v1, v2, …)`` with raw values (read from these very columns), as an OR
+    (its negation, a range's upper end, gives PostgreSQL its index bound by itself)."""
     clauses = []
     for i, col in enumerate(columns):
         equal = [columns[j] == bindparam(None, values[j], type_=NullType()) for j in range(i)]
