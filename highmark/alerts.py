@@ -232,7 +232,7 @@ def maybe_check(
     to call as often as they like (``etl_maintenance`` makes it once between them)."""
     if not config.alerts:
         return None
-    if not AlertStore(store).claim_task(MAINTENANCE_TASK, every=every, worker_id=worker_id):
+    if not store.claim_maintenance(MAINTENANCE_TASK, every, worker_id):
         return None
     return check(store, config)
 

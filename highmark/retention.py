@@ -174,7 +174,7 @@ def maybe_purge(
     if settings.purge_every is None:
         return None
     try:
-        if not RetentionStore(store).claim_task(PURGE_TASK, settings.purge_every, worker_id):
+        if not store.claim_maintenance(PURGE_TASK, settings.purge_every, worker_id):
             return None
         report = purge(store, settings)
     except HighmarkError as exc:

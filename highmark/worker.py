@@ -38,6 +38,10 @@ from highmark.store.store import ControlStore
 
 log = logging.getLogger("highmark.worker")
 
+# How often a worker offers to do the shared upkeep (the tasks' own periods are longer).
+MAINTENANCE_INTERVAL = timedelta(seconds=30)
+MAX_TICK_FAILURES_ONCE = 5
+
 EXIT_ALREADY_RUNNING = 3
 EXIT_ERROR = 4
 EXIT_LOST_CLAIM = 5
@@ -91,6 +95,7 @@ class Worker:
         self.result = WorkerResult()
         self.stopping = threading.Event()
         self._last_renewal = 0.0
+        self._last_maintenance = 0.0
         self._last_orphan_check = 0.0
 
     # ------------------------------------------------------------------ the loop
@@ -102,20 +107,20 @@ class Worker:
                 "worker %s started: concurrency %s, control store %s",
                 self.worker_id, self.concurrency, self.store.engine.url.render_as_string(),
             )  # fmt: skip
+            failures = 0
             while not self.stopping.is_set():
-                self._reap()
-                self._enforce_timeouts()
-                self._renew_leases()
-                self._abandon_orphans()
-                for slot in self.queue.enqueue_due():
-                    log.info(
-                        "worker %s: %s due for %s%s",
-                        self.worker_id, slot.job_id, _iso(slot.scheduled_for),
-                        f" (late by {_seconds(slot.late_by)}, stands in for {slot.missed} missed)"
-                        if slot.missed else "",
-                    )  # fmt: skip
-                started = self._start_ready()
-                if self.once and not started and not self.children:
+                try:
+                    started = self._tick()
+                    failures = 0
+                except HighmarkError as exc:
+                    # The control store is briefly away (restart, deadlock, network): the leases
+                    # decide what happens to the claims; keep going rather than drop the children.
+                    failures += 1
+                    if self.once and failures > MAX_TICK_FAILURES_ONCE:
+                        raise
+                    log.warning("worker %s: %s; trying again", self.worker_id, exc)
+                    started = 0
+                if self.once and not started and not self.children and not failures:
                     break
                 self.stopping.wait(self.settings.poll_interval.total_seconds())
             self._drain()
@@ -125,6 +130,48 @@ class Worker:
             self.result.cancelled, self.result.retried,
         )  # fmt: skip
         return self.result
+
+    def _tick(self) -> int:
+        """One turn of the loop; returns how many runs it started."""
+        self._reap()
+        self._enforce_timeouts()
+        self._renew_leases()
+        self._abandon_orphans()
+        for slot in self.queue.enqueue_due():
+            log.info(
+                "worker %s: %s due for %s%s",
+                self.worker_id, slot.job_id, _iso(slot.scheduled_for),
+                f" (late by {_seconds(slot.late_by)}, stands in for {slot.missed} missed)"
+                if slot.missed else "",
+            )  # fmt: skip
+        started = self._start_ready()
+        if not self.once:
+            self._maintain()
+        return started
+
+    def _maintain(self) -> None:
+        """Periodic upkeep shared by all workers (each task runs once between them): freshness
+        checks and alert retries, and purges when ``retention.purge_every`` is set."""
+        now = time.monotonic()
+        if now - self._last_maintenance < MAINTENANCE_INTERVAL.total_seconds():
+            return
+        self._last_maintenance = now
+        from highmark import alerts, retention
+
+        try:
+            checked = alerts.maybe_check(self.store, self.config, worker_id=self.worker_id)
+            if checked is not None and (checked.raised or checked.delivered):
+                log.info(
+                    "worker %s: %s stale alert(s) raised, %s alert(s) delivered on retry",
+                    self.worker_id, len(checked.raised), checked.delivered,
+                )  # fmt: skip
+            if self.config.retention.purge_every is not None:
+                report = retention.maybe_purge(self.store, self.config.retention, self.worker_id)
+                if report is not None:
+                    gone = ", ".join(f"{t.rows} from {name}" for name, t in report.tables.items())
+                    log.info("worker %s: purged old history: %s", self.worker_id, gone or "nothing")
+        except Exception as exc:  # upkeep never stops the worker from running jobs
+            log.warning("worker %s: maintenance failed: %s", self.worker_id, exc)
 
     def stop(self) -> None:
         self.stopping.set()

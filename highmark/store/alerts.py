@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from highmark.models import RunStatus, _jsonable
@@ -24,7 +24,6 @@ from highmark.store.tables import (
     etl_alerts,
     etl_job_runs,
     etl_jobs,
-    etl_maintenance,
     etl_watermarks,
 )
 
@@ -320,27 +319,6 @@ class AlertStore:
             return [AlertRecord.from_row(row) for row in connection.execute(query)]
 
     # ------------------------------------------------------------------ periodic checks
-
-    def claim_task(self, task: str, *, every: timedelta, worker_id: str) -> bool:
-        """True when this caller is the one to run ``task`` now: nobody ran it within ``every``
-        (a compare-and-set on ``etl_maintenance.last_run_at``; many workers, one runner)."""
-        with self.store._begin("cannot claim the maintenance task") as connection:
-            now = self.store._now(connection)
-            values = {"task": task, "last_run_at": now, "last_worker_id": worker_id[:255]}
-            if self._insert_ignore(connection, etl_maintenance, values):
-                return True
-            result = connection.execute(
-                update(etl_maintenance)
-                .where(
-                    etl_maintenance.c.task == task,
-                    or_(
-                        etl_maintenance.c.last_run_at.is_(None),
-                        etl_maintenance.c.last_run_at <= now - every,
-                    ),
-                )
-                .values(last_run_at=now, last_worker_id=worker_id[:255])
-            )
-            return result.rowcount == 1
 
     # ------------------------------------------------------------------ helpers
 

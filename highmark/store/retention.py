@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Table, delete, func, select, tuple_
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from highmark import failpoints
@@ -26,7 +26,6 @@ from highmark.store.tables import (
     etl_alerts,
     etl_job_runs,
     etl_job_slots,
-    etl_maintenance,
     etl_run_summaries,
 )
 
@@ -216,44 +215,6 @@ class RetentionStore:
         )
 
     # ------------------------------------------------------------------ maintenance
-
-    def claim_task(self, task: str, every: timedelta, worker_id: str) -> bool:
-        """Claim periodic ``task`` if ``every`` has passed since it last ran (or it never ran): a
-        compare-and-set on ``etl_maintenance.last_run_at``, so that of many workers asking at
-        once exactly one gets it. The claim is recorded before the task runs."""
-        t = etl_maintenance
-        with self.store._begin(f"cannot claim the maintenance task {task!r}") as connection:
-            now = self.store._now(connection)
-            self._insert_task(connection, task)
-            result = connection.execute(
-                update(t)
-                .where(
-                    t.c.task == task,
-                    t.c.last_run_at.is_(None) | (t.c.last_run_at <= now - every),
-                )
-                .values(last_run_at=now, last_worker_id=worker_id)
-            )
-            return bool(result.rowcount == 1)
-
-    def _insert_task(self, connection: Connection, task: str) -> None:
-        t = etl_maintenance
-        statement: Any
-        if self.dialect == "postgresql":
-            statement = postgresql.insert(t).on_conflict_do_nothing()
-        elif self.dialect == "mysql":
-            statement = mysql.insert(t).prefix_with("IGNORE")
-        else:
-            statement = sqlite.insert(t).on_conflict_do_nothing()
-        connection.execute(statement.values(task=task, last_run_at=None, last_worker_id=None))
-
-    def last_task_run(self, task: str) -> tuple[datetime | None, str | None]:
-        """When ``task`` last ran, and on which worker."""
-        t = etl_maintenance
-        with self.store._begin("cannot read etl_maintenance") as connection:
-            row = connection.execute(
-                select(t.c.last_run_at, t.c.last_worker_id).where(t.c.task == task)
-            ).first()
-        return (row.last_run_at, row.last_worker_id) if row else (None, None)
 
 
 def _roll_up(rows: Sequence[Any]) -> dict[tuple[str, date], dict[str, int]]:

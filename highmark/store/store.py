@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy import delete as sa_delete
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -48,6 +49,7 @@ from highmark.store.tables import (
     etl_job_runs,
     etl_job_slots,
     etl_jobs,
+    etl_maintenance,
     etl_watermarks,
 )
 
@@ -643,6 +645,43 @@ class ControlStore:
                 )
             }
         return [(job, runs.get(job.job_id)) for job in jobs]
+
+    # ------------------------------------------------------------------ maintenance
+
+    def claim_maintenance(self, task: str, every: timedelta, worker_id: str) -> bool:
+        """Claim periodic ``task`` (purge, freshness checks…) if ``every`` has passed since it
+        last ran, or it never ran: a compare-and-set on ``etl_maintenance.last_run_at``, so that
+        of many workers asking at once exactly one gets it. The claim is recorded before the task
+        runs."""
+        t = etl_maintenance
+        with self._begin(f"cannot claim the maintenance task {task!r}") as connection:
+            now = self._now(connection)
+            statement: Any
+            if connection.dialect.name == "postgresql":
+                statement = postgresql.insert(t).on_conflict_do_nothing()
+            elif connection.dialect.name == "mysql":
+                statement = mysql.insert(t).prefix_with("IGNORE")
+            else:
+                statement = sqlite.insert(t).on_conflict_do_nothing()
+            connection.execute(statement.values(task=task, last_run_at=None, last_worker_id=None))
+            result = connection.execute(
+                update(t)
+                .where(
+                    t.c.task == task,
+                    t.c.last_run_at.is_(None) | (t.c.last_run_at <= now - every),
+                )
+                .values(last_run_at=now, last_worker_id=worker_id[:255])
+            )
+            return bool(result.rowcount == 1)
+
+    def last_maintenance(self, task: str) -> tuple[datetime | None, str | None]:
+        """When ``task`` last ran, and on which worker."""
+        t = etl_maintenance
+        with self._begin("cannot read etl_maintenance") as connection:
+            row = connection.execute(
+                select(t.c.last_run_at, t.c.last_worker_id).where(t.c.task == task)
+            ).first()
+        return (row.last_run_at, row.last_worker_id) if row else (None, None)
 
     # ------------------------------------------------------------------ watermarks
 

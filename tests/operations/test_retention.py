@@ -353,7 +353,7 @@ def test_maybe_purge_runs_once_between_racing_workers(server_store: ControlStore
     assert len(winners) == 1
     assert results[winners[0]].tables["etl_job_runs"].rows == 300
     assert summaries(store) == roll_up(old)
-    assert RetentionStore(store).last_task_run("purge")[1] == f"worker-{winners[0]}"
+    assert store.last_maintenance("purge")[1] == f"worker-{winners[0]}"
     assert maybe_purge(store, settings, "late") is None  # not an hour yet
 
 
@@ -365,11 +365,11 @@ def test_maybe_purge_waits_for_purge_every(store: ControlStore) -> None:
     first = maybe_purge(store, settings, "w1")
     assert first is not None and first.tables["etl_job_runs"].rows == 10
     assert maybe_purge(store, settings, "w2") is None
-    last, _ = RetentionStore(store).last_task_run("purge")
+    last, _ = store.last_maintenance("purge")
     assert last is not None
     with store.engine.begin() as connection:  # six hours later
         connection.execute(
             update(etl_maintenance).values(last_run_at=last - timedelta(hours=6, seconds=1))
         )
     assert maybe_purge(store, settings, "w2") is not None
-    assert RetentionStore(store).last_task_run("purge")[1] == "w2"
+    assert store.last_maintenance("purge")[1] == "w2"
