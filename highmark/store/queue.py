@@ -30,7 +30,10 @@ from highmark.scheduler import due_slot, next_fire
 from highmark.store.store import ControlStore
 from highmark.store.tables import etl_job_runs, etl_job_slots, etl_jobs
 
-ENQUEUE_BATCH = 500
+# Due jobs are enqueued this many per transaction: their rows stay locked only briefly, so runs
+# writing checkpoints to the same rows hardly wait (a larger batch made a fleet ~3x slower).
+ENQUEUE_BATCH = 25
+ENQUEUE_MAX_BATCHES = 40
 
 
 class SlotStatus:
@@ -90,7 +93,18 @@ class WorkQueue:
     # ------------------------------------------------------------------ enqueue
 
     def enqueue_due(self, limit: int = ENQUEUE_BATCH) -> list[Enqueued]:
-        """Turn every job whose fire time has passed into one due slot (catch-up: once)."""
+        """Turn every job whose fire time has passed into one due slot (catch-up: once), a few
+        jobs per short transaction."""
+        out: list[Enqueued] = []
+        for _ in range(ENQUEUE_MAX_BATCHES):
+            processed, created = self._enqueue_batch(limit)
+            out.extend(created)
+            if processed < limit:
+                break
+        return out
+
+    def _enqueue_batch(self, limit: int) -> tuple[int, list[Enqueued]]:
+        """One transaction: (due jobs it processed, slots it created)."""
         out: list[Enqueued] = []
         with self.store._begin("cannot enqueue due jobs") as connection:
             now = self.store._now(connection)
@@ -159,7 +173,7 @@ class WorkQueue:
                             job.job_id, slot.scheduled_for, slot.missed, now - slot.scheduled_for
                         )
                     )
-        return out
+        return len(due), out
 
     # ------------------------------------------------------------------ claim
 
