@@ -42,7 +42,7 @@ import httpx
 from highmark.config import CommandSink, EmailSink, ProjectConfig, SmtpSettings, WebhookSink
 from highmark.errors import one_line
 from highmark.models import RunRecord, RunStatus, _jsonable
-from highmark.redact import MASK, register_secret, scrub
+from highmark.redact import MASK, register_secret, scrub, scrub_json
 from highmark.store.alerts import AlertRecord, AlertStatus, AlertStore, NewAlert, Streak
 from highmark.store.store import ControlStore
 
@@ -361,7 +361,7 @@ def _raise_and_deliver(
                     sink=name,
                     run_id=event.run_id,
                     message=scrub(event.message),
-                    payload=_scrub_json(payload),
+                    payload=scrub_json(payload),
                 ),
                 hold=_hold(sink),
             )
@@ -644,16 +644,6 @@ def _masked(sink: Sink, text: str) -> str:
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, MASK)
     return _clip(one_line(scrub(text)))
-
-
-def _scrub_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {k: _scrub_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_json(v) for v in value]
-    return value
 
 
 def _describe(exc: BaseException) -> str:

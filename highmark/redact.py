@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -35,6 +36,17 @@ def scrub(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def scrub_json(value: Any) -> Any:
+    """:func:`scrub` every string inside a JSON-like value (tuples become lists)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_json(v) for v in value]
+    return value
 
 
 class ScrubbingFilter(logging.Filter):

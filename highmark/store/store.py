@@ -41,7 +41,7 @@ from highmark.models import (
     Watermark,
     WatermarkRecord,
 )
-from highmark.redact import scrub
+from highmark.redact import scrub, scrub_json
 from highmark.scheduler import next_fire
 from highmark.store.tables import (
     HEAD_REVISION,
@@ -559,7 +559,7 @@ class ControlStore:
                 heartbeat_at=now,
                 live_job_id=None,
                 error_message=_clip(scrub(error_message)),
-                error_details=_scrub_json(error_details),
+                error_details=scrub_json(error_details),
                 notes=[scrub(n) for n in notes] if notes else None,
                 **_count_columns(counts),
             )
@@ -788,13 +788,3 @@ def _clip(message: str) -> str:
         if len(message) <= MAX_ERROR_MESSAGE_LENGTH
         else message[:MAX_ERROR_MESSAGE_LENGTH] + "…"
     )
-
-
-def _scrub_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub(value)
-    if isinstance(value, dict):
-        return {k: _scrub_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_json(v) for v in value]
-    return value
