@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from highmark import __version__
 from highmark.console import ConsoleObserver, setup_logging, summary
@@ -80,7 +78,15 @@ def _echo_json(value: Any) -> None:
     click.echo(to_json_text(value))
 
 
-def _console() -> Console:
+def _table(*headers: str) -> Any:
+    from rich.table import Table  # rich is imported only by commands that draw tables
+
+    return Table(*headers)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
     # Off a terminal (pipes, CI logs) tables keep their full width instead of folding at 80.
     return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
@@ -206,7 +212,7 @@ def jobs(ctx: Context, as_json: bool) -> None:
     if as_json:
         _echo_json([_job_json(job, run) for job, run in rows])
         return
-    table = Table(
+    table = _table(
         "job_id", "job_name", "load_type", "schedule", "active", "next_due_at", "last result",
         "source → target",
     )  # fmt: skip
@@ -380,7 +386,7 @@ def status(ctx: Context, as_json: bool) -> None:
     if as_json:
         _echo_json(out)
         return
-    table = Table(
+    table = _table(
         "job_id",
         "job_name",
         "load_type",
@@ -437,7 +443,7 @@ def runs(
     if as_json:
         _echo_json([r.to_json() for r in records])
         return
-    table = Table(
+    table = _table(
         "run_id",
         "job_id",
         "run_status",
@@ -609,7 +615,7 @@ def check(ctx: Context, job_id: str | None, with_sql: bool, as_json: bool) -> No
     if as_json:
         _echo_json([{**f.__dict__, "level": f.level.value} for f in findings])
     else:
-        table = Table("job_id", "check", "result", "detail", "fix")
+        table = _table("job_id", "check", "result", "detail", "fix")
         for f in findings:
             table.add_row(f.job_id, f.check, f.level.value, f.detail, f.fix)
         _console().print(table)
@@ -656,7 +662,7 @@ def alerts_list(
     if as_json:
         _echo_json([r.to_json() for r in records])
         return
-    table = Table(
+    table = _table(
         "alert_id", "created_at", "job_id", "event", "run_id", "sink", "status", "attempts",
         "sent_at / next try", "message", "last_error",
     )  # fmt: skip

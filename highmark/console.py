@@ -7,9 +7,6 @@ import sys
 import time
 from typing import Any
 
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
 from highmark.config import JobSpec
 from highmark.models import Counts, RunRecord
 from highmark.redact import ScrubbingFilter, scrub
@@ -35,16 +32,20 @@ def setup_logging(*, debug: bool, interactive: bool) -> None:
 class ConsoleObserver:
     """Draws a live bar (rows, rows/s) on a terminal, or logs one line per batch otherwise."""
 
-    def __init__(self, *, interactive: bool, console: Console | None = None) -> None:
+    def __init__(self, *, interactive: bool, console: Any = None) -> None:
         self.interactive = interactive
-        self.console = console or Console(stderr=True)
-        self._progress: Progress | None = None
+        self.console = console
+        self._progress: Any = None
         self._task: Any = None
         self._started = time.monotonic()
 
     def started(self, job: JobSpec, run_id: int, description: str) -> None:
         self._started = time.monotonic()
         if self.interactive:
+            from rich.console import Console  # only a terminal gets a progress bar
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.console = self.console or Console(stderr=True)
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("[bold]{task.fields[job]}[/]"),

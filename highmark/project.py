@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from highmark import clock
 from highmark.checkpoint import RunCheckpoint
@@ -29,7 +29,9 @@ from highmark.models import (
 from highmark.run import CancelToken, RunObserver, run_job
 from highmark.store.checkpoints import CheckpointStore, Query, parse_path
 from highmark.store.store import ControlStore, JobDefinition
-from highmark.worker import Worker
+
+if TYPE_CHECKING:
+    from highmark.worker import Worker
 
 
 class Project:
@@ -118,6 +120,8 @@ class Project:
         self, *, concurrency: int | None = None, worker_id: str | None = None, once: bool = False
     ) -> Worker:
         """A worker for this project's jobs; call ``.run()`` on it."""
+        from highmark.worker import Worker
+
         return Worker(
             self.config, self.store, concurrency=concurrency, worker_id=worker_id, once=once
         )

@@ -272,18 +272,24 @@ class _JobRun:
             self._resolve(self.job.target.connection), self.job.target, self.job
         )
         self.phase = "describing source"
-        schema = self.source.describe()
-        self.phase = "preparing target"
-        source_zone = self.config.connections[self.job.source.connection].timezone
-        self.destination.prepare(schema, source_zone)
-        self.bulk = self.destination.takes_copy_from(schema.dialect)
+        self.source.describe()
         previous = self._previous_checkpoint()
         if previous is not None and previous.mode == "full":
+            self._prepare_target()
             self._full(previous)
         elif self.full_refresh:
+            self._prepare_target()
             self._full(None)
         else:
             self._incremental(committed, previous)
+
+    def _prepare_target(self) -> None:
+        """Create or check the target (a conflicting target fails here, before any write)."""
+        self.phase = "preparing target"
+        schema = self.source.describe()
+        source_zone = self.config.connections[self.job.source.connection].timezone
+        self.destination.prepare(schema, source_zone)
+        self.bulk = self.destination.takes_copy_from(schema.dialect)
 
     def _resolve(self, name: str) -> ResolvedConnection:
         return resolve(self.config, name)
@@ -358,8 +364,11 @@ class _JobRun:
         self.observer.started(
             self.job, self.handle.run_id, self._describe(low, high, reason, recovering)
         )
-        if _window_is_empty(low, high):
-            return
+        if _window_is_empty(low, high) or (
+            previous is None and not self.source.has_rows(low, high, inclusive=inclusive)
+        ):
+            return  # nothing to load: the target is not even opened (start-up time)
+        self._prepare_target()
         # A first load into an empty target writes straight into it (no stage, no merge); a
         # resumed one first removes what its interrupted run wrote after the last checkpoint.
         direct = previous.direct if previous is not None else (

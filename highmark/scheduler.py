@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
-
 DEFAULT_RETRY_BASE = timedelta(seconds=30)
 DEFAULT_RETRY_CAP = timedelta(minutes=30)
 # Catching up after downtime looks at most this many missed fire times one by one.
@@ -49,6 +47,8 @@ def _repeated_wall_time(fire: datetime, zone: ZoneInfo) -> bool:
 
 def next_fire(expression: str, zone_name: str | None, after: datetime) -> datetime:
     """The first fire time strictly after ``after``, in UTC."""
+    from croniter import croniter  # imported when needed: most commands never evaluate cron
+
     zone = _zone(zone_name)
     skip_repeats = not _hour_is_wildcard(expression)
     it = croniter(expression, after.astimezone(zone))
@@ -76,6 +76,8 @@ def due_slot(
             return Slot(scheduled_for=latest, missed=missed)
         latest, fire, missed = following, following, missed + 1
     # Very long downtime of a very frequent job: jump straight to the latest fire time.
+    from croniter import croniter
+
     zone = _zone(zone_name)
     prev: datetime = croniter(expression, now.astimezone(zone)).get_prev(datetime)
     return Slot(scheduled_for=prev.astimezone(UTC), missed=missed)

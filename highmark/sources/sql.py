@@ -217,6 +217,19 @@ class SqlSource:
         query = select(table).where(where).order_by(wm, *([tb] if tb is not None else []))
         yield from self._stream(query, batch_size, self._key_of)
 
+    def has_rows(
+        self, low: Watermark | None, high: datetime | int | None, *, inclusive: bool
+    ) -> bool:
+        """Does the window hold any row (NULL watermarks included when the job reads them)?"""
+        spec = self.job.watermark
+        assert spec is not None
+        table = self.describe().clause()
+        where, wm, _ = self.window_condition(table, low, high, inclusive=inclusive)
+        if spec.on_null == "include":
+            where = or_(where, wm.is_(None))
+        with self._errors("cannot read"), self.engine.connect() as conn:
+            return conn.execute(select(wm).where(where).limit(1)).first() is not None
+
     def window_condition(
         self,
         table: Any,
