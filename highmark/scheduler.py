@@ -10,6 +10,7 @@ wildcard (``*``, ``*/2``), which runs by elapsed time and so in both passes of t
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -45,8 +46,9 @@ def _repeated_wall_time(fire: datetime, zone: ZoneInfo) -> bool:
     return first < fire.astimezone(UTC)
 
 
-def next_fire(expression: str, zone_name: str | None, after: datetime) -> datetime:
-    """The first fire time strictly after ``after``, in UTC."""
+def fires_after(expression: str, zone_name: str | None, after: datetime) -> Iterator[datetime]:
+    """The fire times strictly after ``after``, in UTC, one by one (the expression is parsed
+    once, however many are taken)."""
     from croniter import croniter  # imported when needed: most commands never evaluate cron
 
     zone = _zone(zone_name)
@@ -56,7 +58,12 @@ def next_fire(expression: str, zone_name: str | None, after: datetime) -> dateti
         fire: datetime = it.get_next(datetime)
         if skip_repeats and _repeated_wall_time(fire, zone):
             continue
-        return fire.astimezone(UTC)
+        yield fire.astimezone(UTC)
+
+
+def next_fire(expression: str, zone_name: str | None, after: datetime) -> datetime:
+    """The first fire time strictly after ``after``, in UTC."""
+    return next(fires_after(expression, zone_name, after))
 
 
 def due_slot(
@@ -69,12 +76,13 @@ def due_slot(
     """
     if next_due > now:
         return None
-    latest, missed, fire = next_due, 0, next_due
-    while missed < MAX_COUNTED_MISSES:
-        following = next_fire(expression, zone_name, fire)
+    latest, missed = next_due, 0
+    for following in fires_after(expression, zone_name, next_due):
         if following > now:
             return Slot(scheduled_for=latest, missed=missed)
-        latest, fire, missed = following, following, missed + 1
+        if missed >= MAX_COUNTED_MISSES:
+            break
+        latest, missed = following, missed + 1
     # Very long downtime of a very frequent job: jump straight to the latest fire time.
     from croniter import croniter
 

@@ -185,17 +185,19 @@ class ControlStore:
             )
         }
         now = self._now(connection)
+        new_rows: list[dict[str, Any]] = []
         for job_id, definition in wanted.items():
             values: dict[str, Any] = {c: getattr(definition, c) for c in columns}
             row = existing.get(job_id)
             if row is None:
                 values.update(
+                    job_id=job_id,
+                    created_at=now,
+                    updated_at=now,
                     is_active=definition.is_active,
                     next_due_at=_first_due(definition, now),
                 )
-                connection.execute(
-                    insert(etl_jobs).values(job_id=job_id, created_at=now, updated_at=now, **values)
-                )
+                new_rows.append(values)
                 continue
             override = row.is_active_override
             file_before = (row.definition or {}).get("is_active", True)
@@ -220,6 +222,8 @@ class ControlStore:
                     .where(etl_jobs.c.job_id == job_id)
                     .values(updated_at=now, **values)
                 )
+        for start in range(0, len(new_rows), 1000):  # new jobs in batches, not a row at a time
+            connection.execute(insert(etl_jobs), new_rows[start : start + 1000])
         gone = [
             job_id for job_id, row in existing.items() if job_id not in wanted and row.is_active
         ]
