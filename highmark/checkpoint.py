@@ -20,6 +20,17 @@ from highmark.errors import CheckpointError
 from highmark.models import Watermark, WatermarkType
 
 
+class DoneRange(BaseModel):
+    """A key range ``(after, upto]`` of the window that a parallel load committed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    after_timestamp: datetime | None = None
+    after_integer: int | None = None
+    upto_timestamp: datetime | None = None
+    upto_integer: int | None = None
+
+
 class RunCheckpoint(BaseModel):
     """Progress of a run, saved after every committed batch."""
 
@@ -41,6 +52,9 @@ class RunCheckpoint(BaseModel):
     window_high: datetime | int | None = None
     window_high_reason: str | None = None
     last_checkpoint_at: datetime | None = None
+    # A parallel first load (highmark/parallel.py): the ranges loaded past ``last_value_*``.
+    parallel: bool = False
+    done_ranges: list[DoneRange] | None = None
 
     @classmethod
     def parse(cls, job_id: str, data: dict[str, Any]) -> RunCheckpoint:
@@ -75,6 +89,22 @@ class RunCheckpoint(BaseModel):
     def max_key(self) -> Watermark | None:
         return _watermark(self.watermark_type, self.max_key_timestamp, self.max_key_integer)
 
+    def done(self) -> list[tuple[Watermark | None, Watermark]]:
+        """The ranges a parallel load committed past :meth:`position`, in key order."""
+        ranges = []
+        for r in self.done_ranges or []:
+            upto = _watermark(self.watermark_type, r.upto_timestamp, r.upto_integer)
+            if upto is None:
+                raise CheckpointError(
+                    f"the checkpoint of run {self.run_id} has a done range without its end "
+                    "(upto_timestamp / upto_integer)",
+                    retryable=False,
+                )
+            ranges.append(
+                (_watermark(self.watermark_type, r.after_timestamp, r.after_integer), upto)
+            )
+        return ranges
+
     def primary_key(self) -> tuple[Any, ...] | None:
         return None if self.last_pk is None else tuple(decode_value(v) for v in self.last_pk)
 
@@ -107,6 +137,12 @@ def watermark_fields(prefix: str, value: Watermark | None) -> dict[str, Any]:
     if value is None:
         return {}
     return {f"{prefix}_timestamp": value.ts, f"{prefix}_integer": value.id}
+
+
+def range_fields(after: Watermark | None, upto: Watermark) -> dict[str, Any]:
+    """A :class:`DoneRange` as checkpoint JSON."""
+    fields = {**watermark_fields("after", after), **watermark_fields("upto", upto)}
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def encode_value(value: Any) -> Any:

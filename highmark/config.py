@@ -38,6 +38,7 @@ DEFAULT_CONTROL_URL = "sqlite:///.highmark/control.db"
 DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_TIMEOUT_SECONDS = 3600
 DEFAULT_RETRY_COUNT = 3
+MAX_PARALLELISM = 16
 
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -257,6 +258,8 @@ class JobSpec(_Strict):
     watermark: WatermarkSpec | None = None
     soft_delete: SoftDeleteSpec | None = None
     batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = DEFAULT_BATCH_SIZE
+    # Ranges of a first load that are loaded at once (highmark/parallel.py says where it applies).
+    parallelism: Annotated[int, Field(ge=1, le=MAX_PARALLELISM)] = 1
     schedule: str | None = None
     schedule_timezone: str | None = None
     timeout_seconds: Annotated[int, Field(gt=0)] = DEFAULT_TIMEOUT_SECONDS

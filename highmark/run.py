@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from highmark import clock, failpoints
+from highmark import clock, failpoints, parallel
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import JobSpec, ProjectConfig, ResolvedConnection, redact_url
 from highmark.destinations.sql import SqlDestination
@@ -375,6 +375,10 @@ class _JobRun:
             committed is None and self.destination.is_empty()
         )  # fmt: skip
         self.checkpoint_base["direct"] = direct
+        writers = self._parallel_writers(direct, previous)
+        if writers:
+            self._load_in_parallel(low, high, inclusive, previous, writers)
+            return
         if previous is not None and direct:
             removed = self.destination.delete_after(low, inclusive=inclusive)
             log.info(
@@ -395,6 +399,81 @@ class _JobRun:
             self._save_checkpoint(
                 **watermark_fields("last_value", self.progress.position), inclusive=inclusive
             )
+
+    def _parallel_writers(self, direct: bool, previous: RunCheckpoint | None) -> int:
+        """How many ranges load at once, or 0 for a serial load (highmark/parallel.py)."""
+        wanted = self.job.parallelism
+        resuming_parallel = previous is not None and previous.parallel
+        if not resuming_parallel and (wanted == 1 or not direct or previous is not None):
+            return 0
+        reason = parallel.unsupported(self.job, self.bulk)
+        if reason is not None:
+            # A parallel checkpoint resumes serially just as well: everything past its
+            # prefix is cleared and loaded again.
+            if wanted > 1:
+                self.notes.append(f"parallelism {wanted} not used: {reason}")
+            return 0
+        return wanted
+
+    def _load_in_parallel(
+        self,
+        low: Watermark | None,
+        high: Any,
+        inclusive: bool,
+        previous: RunCheckpoint | None,
+        writers: int,
+    ) -> None:
+        done = previous.done() if previous is not None else []
+        if previous is not None:
+            removed = sum(
+                self.destination.delete_range(after, upto, inclusive=inclusive and i == 0)
+                for i, (after, upto) in enumerate(parallel.gaps(low, done))
+            )
+            log.info(
+                "job %s: removed %s row(s) written after the checkpoint; %s range(s) were done",
+                self.job.job_id, removed, len(done),
+            )  # fmt: skip
+        self.checkpoint_base["parallel"] = True
+        soft = self.job.soft_delete
+        ledger = parallel.RangeLedger(low)
+        if previous is None:
+            # Ranges may commit before the first one is checkpointed: a load killed then must
+            # resume as a parallel load (clear, reload), not merge into a half-filled target.
+            self._save_checkpoint(inclusive=inclusive)
+
+        def committed(counts: Counts) -> None:
+            self._count(counts)
+            self.progress.position = ledger.position
+            self._save_checkpoint(
+                **watermark_fields("last_value", ledger.position),
+                inclusive=inclusive and ledger.position == low,
+                done_ranges=ledger.done_ranges(),
+            )
+
+        extra = [self.destination.clone() for _ in range(writers - 1)]
+        self.phase = "reading"
+        try:
+            parallel.load_ranges(
+                parallel.plan_ranges(
+                    self.source, low, high, inclusive=inclusive,
+                    batch_size=self.job.batch_size,
+                    skip_deleted=soft is not None and soft.mode == "delete",
+                    done=done,
+                ),
+                ledger,
+                [self.destination, *extra],
+                before_each=self._check_alive,
+                committed=committed,
+            )  # fmt: skip
+        finally:
+            for writer in extra:
+                writer.close()
+        self.progress.position = ledger.position
+
+    def _check_alive(self) -> None:
+        self.cancel.check()
+        assert self.lease is not None
+        self.lease.check()
 
     def _window_batches(
         self, low: Watermark | None, high: Any, inclusive: bool, direct: bool

@@ -109,3 +109,24 @@ def snapshot(engine: Engine, name: str, schema: str | None = None) -> list[dict[
     with engine.connect() as conn:
         rows = conn.execute(select(table).order_by(table.c.id)).mappings().all()
     return [{k: _normal(v) for k, v in row.items()} for row in rows]
+
+
+def seed_orders(engine: Engine, rows: int, *, per_timestamp: int = 3) -> Table:
+    """An `orders` table of ``rows`` rows, ``per_timestamp`` of them sharing each `updated_at`
+    (so that batch and range boundaries fall inside ties)."""
+    table = create_orders(engine)
+    at = [BASE_TIME + timedelta(seconds=i // per_timestamp) for i in range(1, rows + 1)]
+    insert_orders(engine, table, [order(i, at=t) for i, t in enumerate(at, start=1)])
+    return table
+
+
+def copy_job(**options: Any) -> dict[str, Any]:
+    """An incremental job copying `orders` into `orders_copy` on the connection `db`."""
+    return {
+        "load_type": "incremental",
+        "source": {"connection": "db", "table": "orders"},
+        "target": {"connection": "db", "table": "orders_copy"},
+        "primary_key": ["id"],
+        "watermark": {"column": "updated_at", "type": "timestamp", "tiebreaker": "id"},
+        **options,
+    }

@@ -221,20 +221,24 @@ class SqlDestination:
         """Can a batch come as a COPY range (PostgreSQL to PostgreSQL)?"""
         return self.dialect == "postgresql" and source_dialect == "postgresql"
 
+    def _plan_copy(self) -> tuple[list[str], bool]:
+        """How each source column is COPYed into the target (read once, from the target)."""
+        if self._copy_plan is None:
+            assert self._source is not None, "prepare() first"
+            types = postgres_copy.target_columns(self.conn, self._quoted_target())
+            self._copy_plan = postgres_copy.select_list(
+                self._source, self._source_zone, self._mapping,
+                self.target, self.connection.timezone, types, self._quote,
+            )  # fmt: skip
+        return self._copy_plan
+
     def _load(self, table: TableClause, batch: Batch) -> int:
         """Put a batch's rows into ``table`` (a stage or the target) the fastest way there is;
         return how many."""
         quoted = self._quote_qualified(table.schema, table.name)
         columns = [t for _, t in self._mapping]
         if batch.copy is not None:
-            if self._copy_plan is None:
-                assert self._source is not None, "prepare() first"
-                types = postgres_copy.target_columns(self.conn, self._quoted_target())
-                self._copy_plan = postgres_copy.select_list(
-                    self._source, self._source_zone, self._mapping,
-                    self.target, self.connection.timezone, types, self._quote,
-                )  # fmt: skip
-            expressions, binary = self._copy_plan
+            expressions, binary = self._plan_copy()
             return postgres_copy.copy_range(
                 self.conn,
                 quoted,
@@ -331,25 +335,47 @@ class SqlDestination:
 
     def delete_after(self, position: Watermark | None, *, inclusive: bool) -> int:
         """Remove target rows past ``position`` in key order (or all rows when None)."""
+        return self.delete_range(position, None, inclusive=inclusive)
+
+    def delete_range(
+        self, after: Watermark | None, upto: Watermark | None, *, inclusive: bool = False
+    ) -> int:
+        """Remove target rows with keys in ``(after, upto]`` (``[after, upto]`` when inclusive;
+        no bound where None)."""
         t = self._target_clause()
+        conditions: list[ColumnElement[bool]] = []
+        if after is not None:
+            conditions.append(self._past(t, after, inclusive=inclusive))
+        if upto is not None:
+            conditions.append(~self._past(t, upto, inclusive=False))
+        with self._transaction("cannot clean up"):
+            statement = delete(t).where(*conditions) if conditions else delete(t)
+            return int(self.conn.execute(statement).rowcount)
+
+    def _past(self, t: TableClause, position: Watermark, *, inclusive: bool) -> ColumnElement[bool]:
+        """Target rows after ``position`` in key order (at or after it when inclusive)."""
         spec = self.job.watermark
         assert spec is not None
-        condition: ColumnElement[bool] | None = None
-        if position is not None:
-            wm = t.c[self._tcol(spec.column)]
-            info = self.target.find(spec.column)
-            assert info is not None
-            convert = write_converter(info, self.dialect, self.zone)
-            raw = position.id if spec.type is WatermarkType.INTEGER else position.ts
-            value = _bind(convert(raw) if convert is not None else raw)
-            if spec.tiebreaker and position.id is not None and not inclusive:
-                tb = t.c[self._tcol(spec.tiebreaker)]
-                condition = or_(wm > value, and_(wm == value, tb > _bind(position.id)))
-            else:
-                condition = wm >= value if inclusive else wm > value
-        with self._transaction("cannot clean up"):
-            statement = delete(t) if condition is None else delete(t).where(condition)
-            return int(self.conn.execute(statement).rowcount)
+        wm = t.c[self._tcol(spec.column)]
+        info = self.target.find(spec.column)
+        assert info is not None
+        convert = write_converter(info, self.dialect, self.zone)
+        raw = position.id if spec.type is WatermarkType.INTEGER else position.ts
+        value = _bind(convert(raw) if convert is not None else raw)
+        if spec.tiebreaker and position.id is not None and not inclusive:
+            tb = t.c[self._tcol(spec.tiebreaker)]
+            return or_(wm > value, and_(wm == value, tb > _bind(position.id)))
+        past: ColumnElement[bool] = wm >= value if inclusive else wm > value
+        return past
+
+    def clone(self) -> SqlDestination:
+        """The same prepared target on a connection of its own (one per parallel writer)."""
+        other = SqlDestination(self.connection, self.ref, self.job)
+        if self._source is not None and self.takes_copy_from(self._source.dialect):
+            self._plan_copy()
+        for name in ("_target", "_mapping", "_converters", "_source", "_source_zone", "_copy_plan"):
+            setattr(other, name, getattr(self, name))
+        return other
 
     def _clear(self, stage: TableClause) -> None:
         if self.dialect == "postgresql":
