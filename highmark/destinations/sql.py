@@ -31,9 +31,12 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    not_,
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql
@@ -268,7 +271,8 @@ class SqlDestination:
             return cast(col, mysql.BINARY)
         return col
 
-    def _differs(self, t: TableClause, s: TableClause) -> ColumnElement[bool]:
+    def _differs(self, t: Any, s: Any) -> ColumnElement[bool]:
+        """Some non-key column differs between the rows of the column collections ``t``, ``s``."""
         keys = {self._tcol(c).lower() for c in self.job.primary_key}
         clauses = []
         for _, name in self._mapping:
@@ -277,9 +281,7 @@ class SqlDestination:
             info = self.target.find(name)
             assert info is not None
             clauses.append(
-                self._comparable(t.c[name], info).is_distinct_from(
-                    self._comparable(s.c[name], info)
-                )
+                self._comparable(t[name], info).is_distinct_from(self._comparable(s[name], info))
             )
         return or_(*clauses)
 
@@ -303,15 +305,81 @@ class SqlDestination:
         with self._transaction("cannot write"):
             self._clear(stage)
             read = self._load(stage, batch)
-            if self.dialect == "postgresql":
-                # Autovacuum never analyzes temporary tables. With statistics the planner knows
-                # how few staged rows are soft-deleted, and counts them by the target's key
-                # instead of reading the whole target (bench/RESULTS.md, "Profile").
-                self.conn.execute(text(f"ANALYZE {self._quote(stage.name)}"))
-            counts = self._merge(stage, delete_missing=False)
+            if self._upserts():
+                counts = self._upsert(stage)
+            else:
+                if self.dialect == "postgresql":
+                    # Autovacuum never analyzes temporary tables. With statistics the planner
+                    # knows how few staged rows are soft-deleted, and deletes them by the
+                    # target's key instead of reading the whole target.
+                    self.conn.execute(text(f"ANALYZE {self._quote(stage.name)}"))
+                counts = self._merge(stage, delete_missing=False)
             self._clear(stage)
             failpoints.reach("mid_batch")
         return counts.with_read(read)
+
+    def _upserts(self) -> bool:
+        """Can a staged batch be merged with one ``INSERT … ON CONFLICT DO UPDATE``?"""
+        soft = self.job.soft_delete
+        return self.dialect == "postgresql" and (soft is None or soft.mode == "mark")
+
+    def _upsert(self, s: TableClause) -> Counts:
+        """PostgreSQL: the stage into the target in one statement driven by the staged rows,
+        each found by the target's key (three joins over the whole target cost ~10x more for a
+        small batch: bench/RESULTS.md). ``xmax = 0`` tells an inserted row from an updated one.
+        The version guard and the change test are the ``DO UPDATE``'s condition."""
+        t = self._target_clause()
+        spec = self.job.watermark
+        guard: list[ColumnElement[bool]] = []
+        if spec is not None and spec.type is WatermarkType.TIMESTAMP:
+            wm = self._tcol(spec.column)
+            guard = [t.c[wm] <= s.c[wm]]  # a replay of an older version never wins
+        marked = 0
+        soft = self.job.soft_delete
+        if soft is not None:
+            # Rows this batch newly marks deleted: counted as deletes, not updates. LATERAL …
+            # LIMIT 1 keeps the lookups on the target's key whatever the planner thinks.
+            deleted = self._tcol(soft.column)
+            live = (
+                select(literal(1))
+                .select_from(t)
+                .where(self._pk_match(t, s), t.c[deleted].is_(None), *guard)
+                .limit(1)
+                .lateral()
+            )
+            marked = self.conn.execute(
+                select(func.count())
+                .select_from(s)
+                .join(live, true())
+                .where(s.c[deleted].is_not(None))
+            ).scalar_one()
+        columns = [name for _, name in self._mapping]
+        keys = [self._tcol(c) for c in self.job.primary_key]
+        statement = postgresql.insert(t).from_select(columns, select(*(s.c[c] for c in columns)))
+        excluded = statement.excluded
+        if spec is not None and spec.type is WatermarkType.TIMESTAMP:
+            guard = [t.c[wm] <= excluded[wm]]
+        non_keys = [c for c in columns if c not in keys]
+        if non_keys:
+            statement = statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={c: excluded[c] for c in non_keys},
+                where=and_(*guard, self._differs(t.c, excluded)),
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=keys)
+        merged = statement.returning(literal_column("xmax = 0").label("inserted")).cte("merged")
+        inserted, changed = self.conn.execute(
+            select(
+                func.count().filter(merged.c.inserted),
+                func.count().filter(not_(merged.c.inserted)),
+            )
+        ).one()
+        return Counts(
+            rows_written=inserted,
+            rows_updated=max(changed - marked, 0),
+            rows_deleted=marked,
+        )
 
     # ------------------------------------------------------------------ first loads
 
@@ -422,7 +490,7 @@ class SqlDestination:
         changed = 0
         if assignments:
             changed = self.conn.execute(
-                update(t).where(self._pk_match(t, s), self._differs(t, s)).values(assignments)
+                update(t).where(self._pk_match(t, s), self._differs(t.c, s.c)).values(assignments)
             ).rowcount
         columns = [name for _, name in self._mapping]
         inserted = self.conn.execute(
