@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -22,10 +22,11 @@ from highmark import __version__
 from highmark.console import ConsoleObserver, setup_logging, summary
 from highmark.errors import HighmarkError
 from highmark.models import RunRecord, RunStatus, TriggeredBy, to_json_text
-from highmark.project import Project
 from highmark.redact import scrub
-from highmark.run import CancelToken
-from highmark.store.checkpoints import parse_value
+
+if TYPE_CHECKING:  # imported by the commands that use them: --help and --version stay light
+    from highmark.project import Project
+    from highmark.run import CancelToken
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,6 +44,8 @@ class Context:
     @property
     def project(self) -> Project:
         if self._project is None:
+            from highmark.project import Project
+
             self._project = Project.load(self.project_path)
         return self._project
 
@@ -113,6 +116,8 @@ def cli(ctx: click.Context, project_path: str | None, debug: bool) -> None:
 @handles_errors
 def migrate(ctx: Context) -> None:
     """Create or upgrade the control tables."""
+    from highmark.project import Project
+
     project = Project.load(ctx.project_path, sync=False, migrate=False)
     before, after = project.migrate()
     project.sync()
@@ -149,6 +154,8 @@ def run(
     """Run JOB_ID once (or every active job with --all)."""
     if bool(job_id) == run_all:
         raise click.UsageError("name one JOB_ID, or use --all")
+    from highmark.run import CancelToken
+
     project = ctx.project
     job_ids = (
         [j.job_id for j in project.config.jobs.values() if j.is_active] if run_all else [job_id]
@@ -589,6 +596,12 @@ def checkpoint_find(ctx: Context, expression: str, as_json: bool) -> None:
         return
     for job_id, data in found:
         click.echo(f"{job_id}\t{json.dumps(data, sort_keys=True)}")
+
+
+def parse_value(text: str) -> Any:
+    from highmark.store.checkpoints import parse_value as parse
+
+    return parse(text)
 
 
 def _echo_checkpoint(data: dict[str, Any]) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from highmark.config import JobSpec
 from highmark.models import Counts, RunRecord
 from highmark.redact import ScrubbingFilter, scrub
+
+if TYPE_CHECKING:
+    from highmark.config import JobSpec
 
 log = logging.getLogger("highmark")
 

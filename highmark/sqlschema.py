@@ -50,8 +50,14 @@ def raw_table(name: str, schema: str | None, columns: list[str]) -> TableClause:
     return table(name, *(column(c) for c in columns), schema=schema)
 
 
-def reflect(connection: Connection, schema: str | None, name: str) -> TableSchema | None:
-    """Read a table's definition from the database, or None when it does not exist."""
+def reflect(
+    connection: Connection, schema: str | None, name: str, *, keys: bool = True
+) -> TableSchema | None:
+    """Read a table's definition from the database, or None when it does not exist.
+
+    ``keys=False`` leaves out the primary and unique keys (empty in the result): half the
+    catalog queries, for a source, whose keys nothing reads (the job names its primary key).
+    """
     inspector = inspect(connection)
     if not inspector.has_table(name, schema=schema):
         return None
@@ -61,15 +67,20 @@ def reflect(connection: Connection, schema: str | None, name: str) -> TableSchem
         column_info(c["name"], c["type"], bool(c.get("nullable", True)), dialect)
         for c in raw_columns
     )
-    pk = tuple(inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ())
-    uniques: list[tuple[str, ...]] = [
-        tuple(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)
-    ]
-    uniques += [
-        tuple(c for c in i["column_names"] if c is not None)
-        for i in inspector.get_indexes(name, schema=schema)
-        if i.get("unique") and all(i["column_names"])
-    ]
+    pk: tuple[str, ...] = ()
+    uniques: list[tuple[str, ...]] = []
+    if keys:
+        pk = tuple(
+            inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ()
+        )
+        uniques += [
+            tuple(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)
+        ]
+        uniques += [
+            tuple(c for c in i["column_names"] if c is not None)
+            for i in inspector.get_indexes(name, schema=schema)
+            if i.get("unique") and all(i["column_names"])
+        ]
     return TableSchema(
         schema=schema,
         name=name,

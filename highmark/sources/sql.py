@@ -55,7 +55,9 @@ class SqlSource:
     def describe(self) -> TableSchema:
         if self._schema is None:
             with self._errors("cannot read"), self.engine.connect() as conn:
-                schema = reflect(conn, self.ref.schema_name, self.ref.table_name)
+                # Without its keys: no source key is ever read, and a run with nothing to do
+                # makes 6 statements on the source instead of 12 (PostgreSQL).
+                schema = reflect(conn, self.ref.schema_name, self.ref.table_name, keys=False)
             if schema is None:
                 raise SourceError(
                     f"source table {self.ref.table} does not exist on connection "

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from highmark.models import RunStatus, _jsonable
 from highmark.redact import scrub
@@ -325,7 +324,10 @@ class AlertStore:
     def _insert_ignore(self, connection: Connection, table: Any, values: dict[str, Any]) -> bool:
         """Insert a row unless its unique key exists; True when this call created it."""
         statement: Any
+        # Dialect packages are imported where used: sqlalchemy.dialects.mysql alone costs ~90 ms
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
             # With RETURNING (which SQLAlchemy adds for a serial key anyway) rowcount is not
             # reliable on psycopg: ask for the key, and see whether a row came back.
             statement = (
@@ -336,8 +338,12 @@ class AlertStore:
             )
             return connection.execute(statement).first() is not None
         if self.dialect == "mysql":
+            from sqlalchemy.dialects import mysql
+
             statement = mysql.insert(table).prefix_with("IGNORE")
         elif self.dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
             statement = sqlite.insert(table).on_conflict_do_nothing()
         else:  # pragma: no cover - every supported database is above
             statement = insert(table)

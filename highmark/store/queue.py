@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from highmark.clock import ensure_utc
 from highmark.models import RunRecord, RunStatus
@@ -80,11 +79,18 @@ class WorkQueue:
     def _insert_ignore(self, connection: Connection, values: dict[str, Any]) -> bool:
         """Insert a slot unless it exists; True when this call created it."""
         statement: Any
+        # Dialect packages are imported where used: sqlalchemy.dialects.mysql alone costs ~90 ms
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
             statement = postgresql.insert(etl_job_slots).on_conflict_do_nothing()
         elif self.dialect == "mysql":
+            from sqlalchemy.dialects import mysql
+
             statement = mysql.insert(etl_job_slots).prefix_with("IGNORE")
         else:
+            from sqlalchemy.dialects import sqlite
+
             statement = sqlite.insert(etl_job_slots).on_conflict_do_nothing()
         # psycopg forgets an INSERT's rowcount once SQLAlchemy closes the cursor: keep it.
         statement = statement.values(**values).execution_options(preserve_rowcount=True)
