@@ -356,6 +356,8 @@ class SqlDestination:
                 .join(live, true())
                 .where(s.c[deleted].is_not(None))
             ).scalar_one()
+        from sqlalchemy.dialects import postgresql
+
         columns = [name for _, name in self._mapping]
         keys = [self._tcol(c) for c in self.job.primary_key]
         statement = postgresql.insert(t).from_select(columns, select(*(s.c[c] for c in columns)))
