@@ -327,49 +327,25 @@ class SqlDestination:
         return self.dialect == "postgresql" and (soft is None or soft.mode == "mark")
 
     def _upsert(self, s: TableClause) -> Counts:
-        """PostgreSQL: the stage into the target in one statement driven by the staged rows,
-        each found by the target's key (three joins over the whole target cost ~10x more for a
-        small batch: bench/RESULTS.md). ``xmax = 0`` tells an inserted row from an updated one.
-        The version guard and the change test are the ``DO UPDATE``'s condition."""
-        t = self._target_clause()
-        spec = self.job.watermark
-        guard: list[ColumnElement[bool]] = []
-        if spec is not None and spec.type is WatermarkType.TIMESTAMP:
-            wm = self._tcol(spec.column)
-            guard = [t.c[wm] <= s.c[wm]]  # a replay of an older version never wins
-        marked = 0
-        soft = self.job.soft_delete
-        if soft is not None:
-            # Rows this batch newly marks deleted: counted as deletes, not updates. LATERAL …
-            # LIMIT 1 keeps the lookups on the target's key whatever the planner thinks.
-            deleted = self._tcol(soft.column)
-            live = (
-                select(literal(1))
-                .select_from(t)
-                .where(self._pk_match(t, s), t.c[deleted].is_(None), *guard)
-                .limit(1)
-                .lateral()
-            )
-            marked = self.conn.execute(
-                select(func.count())
-                .select_from(s)
-                .join(live, true())
-                .where(s.c[deleted].is_not(None))
-            ).scalar_one()
+        """PostgreSQL: the stage into the target with one statement driven by the staged rows,
+        each found by the target's key, instead of joins that read the whole target (for a
+        small batch into a large table, most of the merge's time). ``xmax = 0`` tells an
+        inserted row from an updated one; the version guard and the change test are the
+        ``DO UPDATE``'s condition."""
         from sqlalchemy.dialects import postgresql
 
+        t = self._target_clause()
+        marked = self._newly_marked_deleted(t, s)
         columns = [name for _, name in self._mapping]
         keys = [self._tcol(c) for c in self.job.primary_key]
         statement = postgresql.insert(t).from_select(columns, select(*(s.c[c] for c in columns)))
         excluded = statement.excluded
-        if spec is not None and spec.type is WatermarkType.TIMESTAMP:
-            guard = [t.c[wm] <= excluded[wm]]
         non_keys = [c for c in columns if c not in keys]
         if non_keys:
             statement = statement.on_conflict_do_update(
                 index_elements=keys,
                 set_={c: excluded[c] for c in non_keys},
-                where=and_(*guard, self._differs(t.c, excluded)),
+                where=and_(*self._not_older(t, excluded), self._differs(t.c, excluded)),
             )
         else:
             statement = statement.on_conflict_do_nothing(index_elements=keys)
@@ -381,10 +357,35 @@ class SqlDestination:
             )
         ).one()
         return Counts(
-            rows_written=inserted,
-            rows_updated=max(changed - marked, 0),
-            rows_deleted=marked,
+            rows_written=inserted, rows_updated=max(changed - marked, 0), rows_deleted=marked
         )
+
+    def _not_older(self, t: TableClause, incoming: Any) -> list[ColumnElement[bool]]:
+        """The version guard: a replay of an older version never overwrites a newer row."""
+        spec = self.job.watermark
+        if spec is None or spec.type is not WatermarkType.TIMESTAMP:
+            return []
+        wm = self._tcol(spec.column)
+        return [t.c[wm] <= incoming[wm]]
+
+    def _newly_marked_deleted(self, t: TableClause, s: TableClause) -> int:
+        """Staged rows that mark a live target row deleted (counted as deletes, not updates).
+        LATERAL … LIMIT 1 keeps the lookups on the target's key whatever the planner thinks."""
+        soft = self.job.soft_delete
+        if soft is None:
+            return 0
+        deleted = self._tcol(soft.column)
+        live = (
+            select(literal(1))
+            .select_from(t)
+            .where(self._pk_match(t, s), t.c[deleted].is_(None), *self._not_older(t, s.c))
+            .limit(1)
+            .lateral()
+        )
+        found = self.conn.execute(
+            select(func.count()).select_from(s).join(live, true()).where(s.c[deleted].is_not(None))
+        ).scalar_one()
+        return int(found)
 
     # ------------------------------------------------------------------ first loads
 
