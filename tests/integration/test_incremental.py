@@ -9,7 +9,15 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from highmark import Project, RunStatus
-from tests.helpers import BASE_TIME, create_orders, insert_orders, order, snapshot, update_order
+from tests.helpers import (
+    BASE_TIME,
+    create_orders,
+    insert_orders,
+    order,
+    orders_table,
+    snapshot,
+    update_order,
+)
 
 
 def _project(write_project: Callable[..., Path], url: str, **job: object) -> Project:
@@ -117,3 +125,29 @@ def test_integer_watermark_append_only(
         second.watermark_end_integer,
     ) == (2, 2, 7, 9)
     assert snapshot(engine, "orders_copy") == snapshot(engine, "orders")
+
+
+def test_a_replayed_older_version_never_overwrites_a_newer_row(
+    db_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """The version guard: re-reading a window (a backfill, a resumed batch) whose rows are older
+    than the target's leaves the target's rows alone and counts nothing."""
+    engine = engine_for(db_url)
+    table = create_orders(engine)
+    insert_orders(engine, table, [order(i) for i in range(1, 6)])
+    project = _project(write_project, db_url)
+    assert project.run("orders_sync").run_status is RunStatus.SUCCESS
+    copy = orders_table("orders_copy")
+    newer = BASE_TIME + timedelta(days=1)
+    update_order(engine, copy, 2, amount="77.77", updated_at=newer)  # the target moved on
+    update_order(engine, table, 3, amount="33.33")  # a real change, same timestamp as before
+    project.set_watermark("orders_sync", "2000-01-01T00:00:00Z")
+
+    replay = project.run("orders_sync")
+
+    assert replay.run_status is RunStatus.SUCCESS, replay.error_message
+    assert (replay.rows_read, replay.rows_written, replay.rows_deleted) == (5, 0, 0)
+    assert replay.rows_updated == 1  # row 3 only
+    target = {r["id"]: r for r in snapshot(engine, "orders_copy")}
+    assert str(target[2]["amount"]) == "77.77" and target[2]["updated_at"] == newer
+    assert str(target[3]["amount"]) == "33.33"
