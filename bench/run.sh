@@ -10,10 +10,10 @@ if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
     shift
 fi
 # dlt and its extras live in a venv of their own (not committed); py-spy profiles.
-if [[ ! -x bench/.venv-dlt/bin/python ]]; then
+if ! bench/.venv-dlt/bin/python -c "import dlt, sqlalchemy, connectorx, adbc_driver_postgresql" 2>/dev/null; then
     echo "making bench/.venv-dlt (dlt, connectorx, ADBC, pyarrow, py-spy)" >&2
     python3 -m venv bench/.venv-dlt
-    bench/.venv-dlt/bin/pip install -q "dlt[postgres,parquet,sql_database]" connectorx \
+    bench/.venv-dlt/bin/pip install -q "dlt[postgres,parquet,sql_database]" sqlalchemy connectorx \
         adbc-driver-postgresql pyarrow "psycopg[binary]" py-spy ||
         echo "bench/.venv-dlt: some packages could not be installed (see above)" >&2
 fi
