@@ -65,7 +65,6 @@ from highmark.sqltypes import (
 
 TEMP_STAGE_NAME = "highmark_stage"
 FULL_STAGE_PREFIX = "hm_stage_"
-INSERT_CHUNK = 1000
 
 
 class SqlDestination:
@@ -206,15 +205,19 @@ class SqlDestination:
         assert col is not None
         return col.name
 
-    def _values(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for row in rows:
-            values = {}
-            for (src, tgt), convert in zip(self._mapping, self._converters, strict=True):
-                value = row[src]
-                values[tgt] = convert(value) if convert is not None and value is not None else value
-            out.append(values)
-        return out
+    def _tuples(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Rows as the target driver takes them, in the order of ``self._mapping``."""
+        plan = [
+            (src, convert)
+            for (src, _), convert in zip(self._mapping, self._converters, strict=True)
+        ]
+        return [
+            tuple(
+                convert(row[src]) if convert is not None and row[src] is not None else row[src]
+                for src, convert in plan
+            )
+            for row in rows
+        ]
 
     def _target_clause(self) -> TableClause:
         return raw_table(self.target.name, self.target.schema, [t for _, t in self._mapping])
@@ -250,13 +253,20 @@ class SqlDestination:
                 binary=binary,
                 quote=self._quote,
             )
-        values = self._values(batch.rows)
+        rows = self._tuples(batch.rows)
         if self.dialect == "postgresql":
-            rows = [tuple(v[c] for c in columns) for v in values]
             return postgres_copy.copy_rows(self.conn, quoted, columns, rows, self._quote)
-        for start in range(0, len(values), INSERT_CHUNK):
-            self.conn.execute(insert(table), values[start : start + INSERT_CHUNK])
-        return len(values)
+        # Straight to the driver's executemany (sqlite3 runs it in C; PyMySQL sends multi-row
+        # INSERTs): SQLAlchemy's per-row parameter handling would cost more than the insert.
+        marker = "?" if self.dialect == "sqlite" else "%s"
+        names = ", ".join(self._quote(c) for c in columns)
+        statement = f"INSERT INTO {quoted} ({names}) VALUES ({', '.join([marker] * len(columns))})"
+        if marker == "%s":
+            head, _, tail = statement.partition(" VALUES ")
+            statement = f"{head.replace('%', '%%')} VALUES {tail}"
+        if rows:
+            self.conn.exec_driver_sql(statement, rows)
+        return len(rows)
 
     def _comparable(self, col: Any, info: ColumnInfo) -> Any:
         """A form of ``col`` that the database can test for distinctness exactly."""

@@ -386,9 +386,11 @@ class SqlSource:
             }
             for raw in raw_rows
         ]
-        keys = [k for k in (key_of(r) for r in rows) if k is not None]
         if not by_pk:
-            return Batch(rows=rows, last_key=keys[-1] if keys else None)
+            # Rows come in key order: the last row with a key holds the greatest.
+            last_key = next((k for k in map(key_of, reversed(rows)) if k is not None), None)
+            return Batch(rows=rows, last_key=last_key)
+        keys = [k for k in (key_of(r) for r in rows) if k is not None]
         pk_columns = [self._column(n).name for n in self.job.primary_key]
         last_pk = tuple(rows[-1][c] for c in pk_columns)
         return Batch(rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None)

@@ -182,3 +182,23 @@ def test_parallelism_is_validated(
     url = f"sqlite:///{tmp_path / 'data.db'}"
     with pytest.raises(ConfigError, match="parallelism"):
         _setup(url, engine_for, write_project, parallelism=0)
+
+
+def test_parallel_first_load_on_an_integer_watermark(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    engine, _, project = _setup(
+        pg_url,
+        engine_for,
+        write_project,
+        parallelism=3,
+        watermark={"column": "id", "type": "integer"},
+    )
+
+    record = project.run("sync")
+
+    assert record.run_status is RunStatus.SUCCESS, record.error_message
+    assert record.rows_written == ROWS
+    assert snapshot(engine, "orders_copy") == snapshot(engine, "orders")
+    mark = project.watermark("sync")
+    assert mark is not None and mark.last_value_integer == ROWS
