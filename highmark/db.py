@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
+from highmark.config import MAX_PARALLELISM
+
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -75,6 +77,10 @@ def create_configured_engine(url: URL, role: Role) -> Engine:
             # READ COMMITTED, as on PostgreSQL: REPEATABLE READ's gap locks deadlock concurrent
             # first watermark inserts of different jobs, and enqueuing against lease renewals.
             kwargs["isolation_level"] = "READ COMMITTED"
+    if backend != "sqlite":
+        # A parallel load holds a source and a target connection per range at once, besides
+        # the run's own (config.MAX_PARALLELISM); the default 5 + 10 would run out.
+        kwargs["max_overflow"] = 2 * MAX_PARALLELISM
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     if backend == "sqlite":
         _make_sqlite_transactional(engine, role)
