@@ -254,6 +254,9 @@ class SqlSource:
             if inclusive or (tb is not None and low.id is None):
                 conditions.append(compare(wm, ">=", low_value))
             elif tb is not None:
+                # The redundant `wm >= low` gives the index its start: from the OR alone
+                # PostgreSQL scans the table (100+ ms for a LIMIT 1 over a million rows).
+                conditions.append(compare(wm, ">=", low_value))
                 conditions.append(
                     or_(
                         compare(wm, ">", low_value),
