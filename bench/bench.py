@@ -1933,8 +1933,8 @@ def main() -> int:
         server.start()
         ctx = Context(server, work, args.rows)
         ctx.quiet = Quiet(server, args.quiet_cores, args.run_wait)
-        report.environment["cross_batch_size"] = args.cross_batch_size
         report.environment = environment(server)
+        report.environment["cross_batch_size"] = args.cross_batch_size
         report.environment["load_before"] = round(wait_for_quiet(args.max_load, args.quiet_wait), 2)
 
         def save() -> None:
