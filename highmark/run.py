@@ -379,6 +379,10 @@ class _JobRun:
         if writers:
             self._load_in_parallel(low, high, inclusive, previous, writers)
             return
+        if previous is None and direct:
+            # A first load killed before its first batch's checkpoint resumes as a first load
+            # (clear what it wrote, load again), not as a merge into a half-filled target.
+            self._save_checkpoint(inclusive=inclusive)
         if previous is not None and direct:
             removed = self.destination.delete_after(low, inclusive=inclusive)
             log.info(

@@ -213,3 +213,21 @@ def _kill_after_checkpoints(control: Path, child: subprocess.Popen[str], batches
     child.communicate()
     assert child.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     return position()[1]
+
+
+def test_a_first_load_killed_before_its_first_checkpoint_resumes_as_a_first_load(
+    tmp_path: Path, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """The first batch committed into the empty target, then kill -9 before its checkpoint: the
+    checkpoint saved at the start says "first load", so the new run clears what was written and
+    loads straight into the target again instead of merging into a half-filled one."""
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    engine, project = _setup(url, url, "incremental", engine_for, write_project)
+
+    killed = run(project, "run", "sync", env=kill_env("after_target_commit", 1))
+
+    assert killed.returncode == -signal.SIGKILL
+    checkpoint = json.loads(run(project, "checkpoint", "show", "sync").stdout)
+    assert checkpoint["direct"] is True and "last_value_timestamp" not in checkpoint
+    runs = _assert_resumed(project, engine)
+    assert runs[-1]["rows_written"] == ROWS  # written straight in again, not merged
