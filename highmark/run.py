@@ -11,6 +11,7 @@ import os
 import threading
 import traceback
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -389,7 +390,15 @@ class _JobRun:
                 "job %s: removed %s row(s) written after the checkpoint", self.job.job_id, removed
             )
         self.phase = "reading"
-        for batch in self._window_batches(low, high, inclusive, direct):
+        # _closing(): a run stopped mid-read closes the source's cursor now, while its
+        # connection is open, not whenever the garbage collector gets to the generator.
+        with _closing(self._window_batches(low, high, inclusive, direct)) as batches:
+            self._load_window(batches, direct, inclusive)
+
+    def _load_window(self, batches: Iterator[Batch], direct: bool, inclusive: bool) -> None:
+        spec = self.job.watermark
+        assert spec is not None
+        for batch in batches:
             self._write(batch, direct)
             if batch.last_key is not None:
                 self.progress.position = batch.last_key
@@ -602,6 +611,20 @@ class _JobRun:
             )
         else:
             batches = self.source.read_all(after_pk, high, batch_size=self.job.batch_size)
+        with _closing(batches):
+            self._stage_all(batches)
+        self.cancel.check()
+        self.phase = "replacing the target"
+        merged = self.destination.stage_finish()
+        self.progress.counts = Counts(
+            rows_read=self.progress.counts.rows_read,
+            rows_written=merged.rows_written,
+            rows_updated=merged.rows_updated,
+            rows_deleted=merged.rows_deleted,
+        )
+        self.progress.position = self.progress.max_key
+
+    def _stage_all(self, batches: Iterator[Batch]) -> None:
         for batch in batches:
             self.cancel.check()
             assert self.lease is not None
@@ -615,16 +638,6 @@ class _JobRun:
                 last_pk=[encode_value(v) for v in batch.last_pk or ()],
                 **watermark_fields("max_key", self.progress.max_key),
             )
-        self.cancel.check()
-        self.phase = "replacing the target"
-        merged = self.destination.stage_finish()
-        self.progress.counts = Counts(
-            rows_read=self.progress.counts.rows_read,
-            rows_written=merged.rows_written,
-            rows_updated=merged.rows_updated,
-            rows_deleted=merged.rows_deleted,
-        )
-        self.progress.position = self.progress.max_key
 
     # ------------------------------------------------------------------ endings
 
@@ -687,6 +700,17 @@ class _JobRun:
             f"{prefix}{self.job.source.table} ({source}) after {start} "
             f"up to {_bound_text(high)} ({reason})"
         )
+
+
+@contextmanager
+def _closing(batches: Iterator[Batch]) -> Iterator[Iterator[Batch]]:
+    """Close a batch generator on the way out, even when the run stops mid-read."""
+    try:
+        yield batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _lookup(row: dict[str, Any], name: str) -> Any:
