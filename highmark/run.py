@@ -377,13 +377,15 @@ class _JobRun:
         )  # fmt: skip
         self.checkpoint_base["direct"] = direct
         writers = self._parallel_writers(direct, previous)
+        self.checkpoint_base["parallel"] = writers > 0
+        if previous is None and direct:
+            # A first load killed before its first batch's checkpoint (in parallel, ranges may
+            # commit before the first is checkpointed) resumes as a first load (clear what it
+            # wrote, load again), not as a merge into a half-filled target.
+            self._save_checkpoint(inclusive=inclusive)
         if writers:
             self._load_in_parallel(low, high, inclusive, previous, writers)
             return
-        if previous is None and direct:
-            # A first load killed before its first batch's checkpoint resumes as a first load
-            # (clear what it wrote, load again), not as a merge into a half-filled target.
-            self._save_checkpoint(inclusive=inclusive)
         if previous is not None and direct:
             removed = self.destination.delete_after(low, inclusive=inclusive)
             log.info(
@@ -446,13 +448,8 @@ class _JobRun:
                 "job %s: removed %s row(s) written after the checkpoint; %s range(s) were done",
                 self.job.job_id, removed, len(done),
             )  # fmt: skip
-        self.checkpoint_base["parallel"] = True
         soft = self.job.soft_delete
         ledger = parallel.RangeLedger(low)
-        if previous is None:
-            # Ranges may commit before the first one is checkpointed: a load killed then must
-            # resume as a parallel load (clear, reload), not merge into a half-filled target.
-            self._save_checkpoint(inclusive=inclusive)
 
         def committed(counts: Counts) -> None:
             self._count(counts)
