@@ -7,38 +7,20 @@ would fix a finding (printed, never run). A failure makes the command exit 1.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from highmark.config import JobSpec, ProjectConfig
+from highmark.config import ProjectConfig, TableJobSpec
 from highmark.errors import HighmarkError
+from highmark.findings import Finding, Level
 from highmark.models import LoadType, WatermarkType
-from highmark.run import resolve
 from highmark.sources.introspect import TableFacts, table_facts
 from highmark.sources.sql import SqlSource
 from highmark.sqlschema import TableSchema
 from highmark.sqltypes import TimestampKind
 
 
-class Level(enum.StrEnum):
-    PASS = "pass"
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True)
-class Finding:
-    job_id: str
-    check: str
-    level: Level
-    detail: str
-    fix: str = ""
-    sql: str = ""
-
-
 class _Report:
-    def __init__(self, job: JobSpec) -> None:
+    def __init__(self, job: TableJobSpec) -> None:
         self.job = job
         self.findings: list[Finding] = []
 
@@ -46,10 +28,10 @@ class _Report:
         self.findings.append(Finding(self.job.job_id, check, level, detail, fix, sql))
 
 
-def check_job(config: ProjectConfig, job: JobSpec) -> list[Finding]:
+def check_job(config: ProjectConfig, job: TableJobSpec) -> list[Finding]:
     """Every check for one job's source, in checklist order."""
     report = _Report(job)
-    source = SqlSource(resolve(config, job.source.connection), job.source, job)
+    source = SqlSource(config.resolve(job.source.connection), job.source, job)
     try:
         schema = source.describe()
     except HighmarkError as exc:
@@ -233,7 +215,7 @@ def _zone(report: _Report, schema: TableSchema, config: ProjectConfig) -> None:
     column = schema.find(spec.column)
     if column is None or column.timestamp_kind is not TimestampKind.LOCAL_NAIVE:
         return
-    zone = config.connections[report.job.source.connection].timezone
+    zone = config.database(report.job.source.connection).timezone
     if _has_dst(zone):
         report.add(
             "time zone",
@@ -255,7 +237,7 @@ def _has_dst(name: str) -> bool:
 class _Ddl:
     """The DDL that would fix a finding, in the source's dialect (printed, never run)."""
 
-    def __init__(self, schema: TableSchema, job: JobSpec) -> None:
+    def __init__(self, schema: TableSchema, job: TableJobSpec) -> None:
         self.dialect = schema.dialect
         self.table = schema.qualified_name
         self.name = schema.name

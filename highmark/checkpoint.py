@@ -70,19 +70,6 @@ class RunCheckpoint(BaseModel):
                 retryable=False,
             ) from None
 
-    @classmethod
-    def validate_partial(cls, job_id: str, data: dict[str, Any]) -> None:
-        """Check the keys a checkpoint has (an edited one may lack some) against their types."""
-        try:
-            _PartialRunCheckpoint.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            key = ".".join(str(p) for p in error["loc"]) or "(whole)"
-            raise CheckpointError(
-                f"checkpoint of job {job_id}: {key}: {error['msg']}; nothing was changed",
-                retryable=False,
-            ) from None
-
     def position(self) -> Watermark | None:
         return _watermark(self.watermark_type, self.last_value_timestamp, self.last_value_integer)
 
@@ -112,14 +99,32 @@ class RunCheckpoint(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-_PARTIAL_FIELDS: dict[str, Any] = {
-    name: (field.annotation | None, None)  # type: ignore[operator]
-    for name, field in RunCheckpoint.model_fields.items()
-}
-# Every field of RunCheckpoint, optional, each with its own type.
-_PartialRunCheckpoint = create_model(
-    "PartialRunCheckpoint", __config__=ConfigDict(extra="allow"), **_PARTIAL_FIELDS
-)
+_partial_models: dict[type[BaseModel], type[BaseModel]] = {}
+
+
+def validate_partial(job_id: str, model: type[BaseModel], data: dict[str, Any]) -> None:
+    """Check the keys a checkpoint has (an edited one may lack some) against their types in
+    ``model`` (the job kind's checkpoint model); raise CheckpointError naming the key."""
+    partial = _partial_models.get(model)
+    if partial is None:
+        # Every field of the model, optional, each with its own type.
+        fields: dict[str, Any] = {
+            name: (field.annotation | None, None)  # type: ignore[operator]
+            for name, field in model.model_fields.items()
+        }
+        partial = create_model(
+            f"Partial{model.__name__}", __config__=ConfigDict(extra="allow"), **fields
+        )
+        _partial_models[model] = partial
+    try:
+        partial.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"]) or "(whole)"
+        raise CheckpointError(
+            f"checkpoint of job {job_id}: {key}: {error['msg']}; nothing was changed",
+            retryable=False,
+        ) from None
 
 
 def _watermark(

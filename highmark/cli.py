@@ -484,31 +484,39 @@ def watermark() -> None:
 @click.pass_obj
 @handles_errors
 def watermark_show(ctx: Context, job_id: str, as_json: bool) -> None:
-    """Show JOB_ID's committed watermark."""
-    record = ctx.project.watermark(job_id)
+    """Show JOB_ID's committed watermark (one per source table: repository, project…)."""
+    records = ctx.project.watermarks(job_id)
     if as_json:
-        _echo_json(record.to_json() if record else None)
+        marks = [r.to_json() for r in records]
+        _echo_json(marks[0] if len(marks) == 1 else (marks or None))
         return
-    if record is None:
+    if not records:
         click.echo(f"{job_id}: no watermark yet (the next run starts from the beginning)")
         return
-    mark = record.watermark()
-    click.echo(
-        f"{job_id}: {record.source_table}.{record.watermark_column} ({record.watermark_type}) = "
-        f"{mark if mark else 'none'}; set by run {record.last_successful_run_id or '(by hand)'} at "
-        f"{_ts(record.last_updated_at)}"
-    )
+    for record in records:
+        mark = record.watermark()
+        click.echo(
+            f"{job_id}: {record.source_table}.{record.watermark_column} "
+            f"({record.watermark_type}) = {mark if mark else 'none'}; set by run "
+            f"{record.last_successful_run_id or '(by hand)'} at {_ts(record.last_updated_at)}"
+        )
 
 
 @watermark.command("set")
 @click.argument("job_id")
 @click.argument("value")
+@click.option(
+    "--source-table", help="Only this mark of a job that keeps several (a repository, a project)."
+)
 @click.pass_obj
 @handles_errors
-def watermark_set(ctx: Context, job_id: str, value: str) -> None:
+def watermark_set(ctx: Context, job_id: str, value: str, source_table: str | None) -> None:
     """Set JOB_ID's watermark to VALUE (a timestamp, TIMESTAMP/ID, or an integer)."""
-    record = ctx.project.set_watermark(job_id, value)
-    click.echo(f"{job_id}: watermark set to {record.watermark()}")
+    records = ctx.project.set_watermark(job_id, value, source_table=source_table)
+    changed = [r for r in records if source_table in (None, r.source_table)]
+    for record in changed:
+        where = f" ({record.source_table})" if len(records) > 1 else ""
+        click.echo(f"{job_id}: watermark{where} set to {record.watermark()}")
 
 
 @watermark.command("reset")
@@ -620,11 +628,11 @@ def check(ctx: Context, job_id: str | None, with_sql: bool, as_json: bool) -> No
     """Check each job's source against the incremental-loading checklist: primary key, the
     watermark column (NOT NULL, indexed, defaulted, bumped on UPDATE), a unique tiebreaker, soft
     deletes, NULL and future watermarks, a safe upper bound. Exit 1 when a check fails."""
-    from highmark.checker import Level, check_job
+    from highmark.findings import Level
 
     project = ctx.project
     jobs = [project.job(job_id)] if job_id else list(project.config.jobs.values())
-    findings = [f for job in jobs for f in check_job(project.config, job)]
+    findings = [f for job in jobs for f in job.check_source(project.config)]
     if as_json:
         _echo_json([{**f.__dict__, "level": f.level.value} for f in findings])
     else:

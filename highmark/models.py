@@ -108,6 +108,15 @@ def later_of(a: Watermark | None, b: Watermark | None) -> Watermark | None:
 
 
 @dataclass(frozen=True)
+class MarkUpdate:
+    """A mark a run commits with its success (the store never moves it backward)."""
+
+    source_table: str
+    column: str
+    value: Watermark
+
+
+@dataclass(frozen=True)
 class Window:
     """The rows a run reads: keys in ``(low, high]``.
 

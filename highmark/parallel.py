@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from highmark import failpoints
 from highmark.checkpoint import range_fields
-from highmark.config import JobSpec
+from highmark.config import TableJobSpec
 from highmark.models import Counts, Watermark
 from highmark.sources import postgres_copy
 from highmark.sources.base import Batch
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 KeyRange = tuple[Watermark | None, Watermark]
 
 
-def unsupported(job: JobSpec, bulk: bool) -> str | None:
+def unsupported(job: TableJobSpec, bulk: bool) -> str | None:
     """Why this job's first load cannot go in parallel, or None when it can."""
     if not bulk:
         return "parallel loads are PostgreSQL → PostgreSQL (COPY ranges); this one is serial"

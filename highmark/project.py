@@ -9,16 +9,18 @@ The CLI calls exactly these methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from highmark import clock
-from highmark.checkpoint import RunCheckpoint
+from highmark.checkpoint import RunCheckpoint, validate_partial
 from highmark.config import JobSpec, ProjectConfig, load_project_config, parse_duration
 from highmark.errors import ConfigError, JobNotFoundError
 from highmark.models import (
     JobRecord,
+    MarkUpdate,
     RunRecord,
     RunStatus,
     TriggeredBy,
@@ -183,27 +185,46 @@ class Project:
     # ------------------------------------------------------------------ watermarks
 
     def watermark(self, job_id: str) -> WatermarkRecord | None:
+        """The job's committed mark (the first, for a job that keeps one per source table)."""
         self.store.get_job(job_id)
         return self.store.get_watermark(job_id)
 
-    def set_watermark(self, job_id: str, value: str) -> WatermarkRecord:
-        """Set a watermark by hand, e.g. to backfill from a date: ``2024-01-01T00:00:00Z``,
-        ``2024-01-01T00:00:00Z/1234`` (with a tiebreaker), or an integer id."""
+    def watermarks(self, job_id: str) -> list[WatermarkRecord]:
+        """The job's committed marks, one per source table (repository, project…)."""
+        self.store.get_job(job_id)
+        return self.store.get_watermarks(job_id)
+
+    def set_watermark(
+        self, job_id: str, value: str, *, source_table: str | None = None
+    ) -> list[WatermarkRecord]:
+        """Set a job's marks by hand, e.g. to backfill from a date: ``2024-01-01T00:00:00Z``,
+        ``2024-01-01T00:00:00Z/1234`` (with a tiebreaker), or an integer id. A job with a mark
+        per source table sets them all, or only ``source_table``'s."""
         job = self.job(job_id)
-        if job.watermark is None:
+        specs = job.marks()
+        if not specs:
             raise ConfigError(f"job {job_id} has no watermark (load_type {job.load_type.value})")
-        mark = parse_watermark(value, job.watermark.type)
-        if (
-            mark.type is WatermarkType.TIMESTAMP
-            and mark.id is not None
-            and not job.watermark.tiebreaker
-        ):
-            raise ConfigError(
-                f"job {job_id} has no watermark.tiebreaker: give the timestamp alone, not {value!r}"
-            )
-        return self.store.set_watermark(
-            job_id, source_table=job.source.table, column=job.watermark.column, value=mark
-        )
+        chosen = [s for s in specs if source_table in (None, s.source_table)]
+        if not chosen:
+            known = ", ".join(s.source_table for s in specs)
+            raise ConfigError(f"job {job_id} has no mark for {source_table!r} (it has: {known})")
+        updates = []
+        for spec in chosen:
+            mark = parse_watermark(value, spec.type)
+            if mark.type is WatermarkType.TIMESTAMP and mark.id is not None and not spec.tiebreaker:
+                raise ConfigError(
+                    f"job {job_id} has no watermark.tiebreaker: give the timestamp alone, "
+                    f"not {value!r}"
+                )
+            updates.append(MarkUpdate(spec.source_table, spec.column, mark))
+        kept = [
+            MarkUpdate(r.source_table, r.watermark_column, w)
+            for r in self.store.get_watermarks(job_id)
+            if r.source_table not in {u.source_table for u in updates}
+            and r.source_table in {s.source_table for s in specs}
+            and (w := r.watermark()) is not None
+        ]
+        return self.store.set_watermarks(job_id, [*kept, *updates])
 
     def reset_watermark(self, job_id: str) -> None:
         self.store.reset_watermark(job_id)
@@ -219,26 +240,25 @@ class Project:
 
     def set_checkpoint(self, job_id: str, key: str, value: Any) -> dict[str, Any]:
         """Set ``key`` (a path such as ``a.b``) to a JSON value, in the database."""
-        return self._checkpoints().set(
-            job_id, parse_path(key), value, RunCheckpoint.validate_partial
-        )
+        return self._checkpoints().set(job_id, parse_path(key), value, self._edit_check(job_id))
 
     def append_checkpoint(self, job_id: str, key: str, value: Any) -> dict[str, Any]:
         """Append a value to the array at ``key`` (created when missing)."""
-        return self._checkpoints().append(
-            job_id, parse_path(key), value, RunCheckpoint.validate_partial
-        )
+        return self._checkpoints().append(job_id, parse_path(key), value, self._edit_check(job_id))
 
     def incr_checkpoint(self, job_id: str, key: str, amount: int | float = 1) -> dict[str, Any]:
         """Add ``amount`` to the number at ``key`` (0 when missing)."""
-        return self._checkpoints().incr(
-            job_id, parse_path(key), amount, RunCheckpoint.validate_partial
-        )
+        return self._checkpoints().incr(job_id, parse_path(key), amount, self._edit_check(job_id))
 
     def find_checkpoints(self, expression: str) -> list[tuple[str, dict[str, Any]]]:
         """Jobs whose checkpoint matches ``recovery_mode=true``, ``batch_number>5``,
         ``repositories_processed?repo1``…"""
         return self._checkpoints().find(Query.parse(expression))
+
+    def _edit_check(self, job_id: str) -> Callable[[str, dict[str, Any]], None]:
+        job = self.config.jobs.get(job_id)
+        model = job.checkpoint_model() if job is not None else RunCheckpoint
+        return lambda jid, data: validate_partial(jid, model, data)
 
     def _checkpoints(self) -> CheckpointStore:
         return CheckpointStore(self.store)
@@ -269,8 +289,8 @@ def _definition(job: JobSpec) -> JobDefinition:
         job_id=job.job_id,
         job_name=job.job_name,
         description=job.description,
-        source_table=job.source.table,
-        target_table=job.target.table,
+        source_table=job.source_label[:255],
+        target_table=job.target_label[:255],
         load_type=job.load_type.value,
         schedule=job.schedule,
         is_active=job.is_active,

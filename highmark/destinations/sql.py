@@ -45,7 +45,7 @@ from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import NullType, Text
 
 from highmark import failpoints
-from highmark.config import JobSpec, ResolvedConnection, TableRef
+from highmark.config import ResolvedConnection, TableJobSpec, TableRef
 from highmark.db import get_engine
 from highmark.destinations import postgres_copy
 from highmark.errors import DestinationError, SchemaConflictError, translate_db_error
@@ -70,7 +70,7 @@ FULL_STAGE_PREFIX = "hm_stage_"
 class SqlDestination:
     """The target table of one job."""
 
-    def __init__(self, connection: ResolvedConnection, table: TableRef, job: JobSpec) -> None:
+    def __init__(self, connection: ResolvedConnection, table: TableRef, job: TableJobSpec) -> None:
         self.connection = connection
         self.ref = table
         self.job = job

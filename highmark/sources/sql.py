@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
-from highmark.config import JobSpec, ResolvedConnection, TableRef
+from highmark.config import ResolvedConnection, TableJobSpec, TableRef
 from highmark.db import get_engine
 from highmark.errors import SourceError, translate_db_error
 from highmark.models import Watermark, WatermarkType
@@ -33,7 +33,7 @@ from highmark.window import inclusive_high, timestamp_cap
 class SqlSource:
     """One source table of one job."""
 
-    def __init__(self, connection: ResolvedConnection, table: TableRef, job: JobSpec) -> None:
+    def __init__(self, connection: ResolvedConnection, table: TableRef, job: TableJobSpec) -> None:
         self.connection = connection
         self.ref = table
         self.job = job

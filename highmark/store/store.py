@@ -35,10 +35,12 @@ from highmark.errors import (
 from highmark.models import (
     Counts,
     JobRecord,
+    MarkUpdate,
     RunRecord,
     RunStatus,
     Watermark,
     WatermarkRecord,
+    later_of,
 )
 from highmark.redact import scrub, scrub_json
 from highmark.scheduler import next_fire
@@ -465,24 +467,20 @@ class ControlStore:
         handle: RunHandle,
         counts: Counts,
         *,
-        source_table: str,
-        watermark_column: str | None,
-        watermark_end: Watermark | None,
+        marks: Sequence[MarkUpdate] = (),
+        mark_tables: Sequence[str] = (),
         notes: list[str] | None = None,
     ) -> RunRecord:
-        """End a run ``success`` and move the watermark, in one transaction.
+        """End a run ``success`` and move its marks, in one transaction.
 
-        The watermark moves only forward; the checkpoint is cleared.
+        Each mark moves only forward; the checkpoint is cleared. ``watermark_end`` is the greatest
+        of the job's marks on ``mark_tables`` after the move.
         """
         with self._begin("cannot finish the run") as connection:
             now = self._now(connection)
-            committed = None
-            if watermark_end is not None and watermark_column is not None:
-                committed = self._advance_watermark(
-                    connection, handle, source_table, watermark_column, watermark_end, now
-                )
-            else:
-                committed = _read_watermark(connection, handle.job_id)
+            for mark in marks:
+                self._advance_watermark(connection, handle, mark, now)
+            committed = _greatest_mark(connection, handle.job_id, mark_tables)
             self._cas_run(
                 connection,
                 handle,
@@ -504,26 +502,17 @@ class ControlStore:
         return self.get_run(handle.run_id)
 
     def _advance_watermark(
-        self,
-        connection: Connection,
-        handle: RunHandle,
-        source_table: str,
-        column: str,
-        candidate: Watermark,
-        now: datetime,
+        self, connection: Connection, handle: RunHandle, mark: MarkUpdate, now: datetime
     ) -> Watermark:
-        current_row = connection.execute(
-            _for_update(
-                select(etl_watermarks).where(etl_watermarks.c.job_id == handle.job_id),
-                connection,
-            )
-        ).first()
+        w = etl_watermarks
+        where = (w.c.job_id == handle.job_id, w.c.source_table == mark.source_table)
+        current_row = connection.execute(_for_update(select(w).where(*where), connection)).first()
         current = WatermarkRecord.from_row(current_row).watermark() if current_row else None
+        candidate = mark.value
         if current is not None and current.type is candidate.type and current >= candidate:
             return current  # never backward; nothing newer was loaded
         values = {
-            "source_table": source_table,
-            "watermark_column": column,
+            "watermark_column": mark.column,
             "watermark_type": candidate.type.value,
             "last_value_timestamp": candidate.ts,
             "last_value_integer": candidate.id,
@@ -531,13 +520,11 @@ class ControlStore:
             "last_updated_at": now,
         }
         if current_row is None:
-            connection.execute(insert(etl_watermarks).values(job_id=handle.job_id, **values))
-        else:
             connection.execute(
-                update(etl_watermarks)
-                .where(etl_watermarks.c.job_id == handle.job_id)
-                .values(**values)
+                insert(w).values(job_id=handle.job_id, source_table=mark.source_table, **values)
             )
+        else:
+            connection.execute(update(w).where(*where).values(**values))
         return candidate
 
     def finish_failed(
@@ -694,37 +681,47 @@ class ControlStore:
 
     # ------------------------------------------------------------------ watermarks
 
-    def get_watermark(self, job_id: str) -> WatermarkRecord | None:
+    def get_watermarks(self, job_id: str) -> list[WatermarkRecord]:
+        """The job's marks, one per source table, by source table."""
+        w = etl_watermarks
         with self._begin("cannot read etl_watermarks") as connection:
-            row = connection.execute(
-                select(etl_watermarks).where(etl_watermarks.c.job_id == job_id)
-            ).first()
-        return WatermarkRecord.from_row(row) if row else None
+            rows = connection.execute(
+                select(w).where(w.c.job_id == job_id).order_by(w.c.source_table)
+            ).all()
+        return [WatermarkRecord.from_row(row) for row in rows]
 
-    def set_watermark(
-        self, job_id: str, *, source_table: str, column: str, value: Watermark
-    ) -> WatermarkRecord:
-        """Set a job's watermark by hand (a backfill may move it backward on purpose)."""
+    def get_watermark(self, job_id: str) -> WatermarkRecord | None:
+        """The job's mark (the first, for a job that keeps several)."""
+        marks = self.get_watermarks(job_id)
+        return marks[0] if marks else None
+
+    def set_watermarks(self, job_id: str, marks: Sequence[MarkUpdate]) -> list[WatermarkRecord]:
+        """Replace a job's marks by hand (a backfill may move them backward on purpose)."""
         self.get_job(job_id)
         with self._begin("cannot set the watermark") as connection:
             self._refuse_if_live(connection, job_id)
             now = self._now(connection)
             connection.execute(sa_delete(etl_watermarks).where(etl_watermarks.c.job_id == job_id))
-            connection.execute(
-                insert(etl_watermarks).values(
-                    job_id=job_id,
-                    source_table=source_table,
-                    watermark_column=column,
-                    watermark_type=value.type.value,
-                    last_value_timestamp=value.ts,
-                    last_value_integer=value.id,
-                    last_successful_run_id=None,
-                    last_updated_at=now,
+            for mark in marks:
+                connection.execute(
+                    insert(etl_watermarks).values(
+                        job_id=job_id,
+                        source_table=mark.source_table,
+                        watermark_column=mark.column,
+                        watermark_type=mark.value.type.value,
+                        last_value_timestamp=mark.value.ts,
+                        last_value_integer=mark.value.id,
+                        last_successful_run_id=None,
+                        last_updated_at=now,
+                    )
                 )
-            )
-        record = self.get_watermark(job_id)
-        assert record is not None
-        return record
+        return self.get_watermarks(job_id)
+
+    def set_watermark(
+        self, job_id: str, *, source_table: str, column: str, value: Watermark
+    ) -> WatermarkRecord:
+        """Set a job's one watermark by hand (a backfill may move it backward on purpose)."""
+        return self.set_watermarks(job_id, [MarkUpdate(source_table, column, value)])[0]
 
     def reset_watermark(self, job_id: str) -> None:
         """Forget a job's watermark (and its checkpoint): the next run starts from the beginning."""
@@ -755,11 +752,19 @@ def _first_due(definition: JobDefinition, now: datetime) -> datetime | None:
     return next_fire(definition.schedule, definition.schedule_timezone, now)
 
 
-def _read_watermark(connection: Connection, job_id: str) -> Watermark | None:
-    row = connection.execute(
-        select(etl_watermarks).where(etl_watermarks.c.job_id == job_id)
-    ).first()
-    return WatermarkRecord.from_row(row).watermark() if row else None
+def _greatest_mark(
+    connection: Connection, job_id: str, source_tables: Sequence[str]
+) -> Watermark | None:
+    if not source_tables:
+        return None
+    w = etl_watermarks
+    rows = connection.execute(
+        select(w).where(w.c.job_id == job_id, w.c.source_table.in_(list(source_tables)))
+    ).all()
+    greatest: Watermark | None = None
+    for row in rows:
+        greatest = later_of(greatest, WatermarkRecord.from_row(row).watermark())
+    return greatest
 
 
 def _for_update(query: Any, connection: Connection) -> Any:

@@ -18,7 +18,7 @@ from sqlalchemy import select, text, update
 
 from highmark.config import normalize_url
 from highmark.errors import LeaseLostError, StoreError
-from highmark.models import Counts, RunRecord, RunStatus, Watermark, WatermarkType
+from highmark.models import Counts, MarkUpdate, RunRecord, RunStatus, Watermark, WatermarkType
 from highmark.redact import MASK, register_secret
 from highmark.store.store import MAX_ERROR_MESSAGE_LENGTH, ControlStore, JobDefinition, RunHandle
 from highmark.store.tables import etl_job_runs, etl_jobs
@@ -68,9 +68,8 @@ def succeed(
     return store.finish_success(
         handle,
         counts or Counts(),
-        source_table="orders",
-        watermark_column=None if mark is None else "updated_at",
-        watermark_end=mark,
+        marks=[] if mark is None else [MarkUpdate("orders", "updated_at", mark)],
+        mark_tables=["orders"],
     )
 
 
