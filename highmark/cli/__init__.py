@@ -1,0 +1,45 @@
+"""The ``highmark`` command: thin, it parses arguments, calls the Python API, prints.
+
+Exit codes: 0 success; 1 a run failed (or a job is already running); 2 bad usage, bad
+configuration or an unknown job; 130/143 a run cancelled by SIGINT/SIGTERM.
+
+    base.py        the group, its context, errors as one line, output helpers
+    runs.py        run, cancel, runs, status, jobs, enable, disable
+    marks.py       watermark, checkpoint
+    operations.py  migrate, worker, purge, metrics, check, alerts, demo
+
+A module of commands registers them on :data:`cli` when imported; each imports what it needs
+inside its commands, so that ``--help`` and ``--version`` stay light.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from highmark.cli import marks, operations, runs  # noqa: F401  (they register their commands)
+from highmark.cli.base import SIGNAL_EXIT, cli, fail
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    """Run the command; a usage error, like every other error, is one line on stderr."""
+    try:
+        code = cli.main(prog_name="highmark", standalone_mode=False)
+    except click.ClickException as exc:
+        message = exc.format_message()
+        if "\n" in message.strip():  # a group named without its subcommand: its help
+            exc.show()
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        if isinstance(exc, click.UsageError) and ctx is not None:
+            message += f" (see '{ctx.command_path} --help')"
+        fail(message, exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        # A second Ctrl-C during a run stops at once; the run's row is abandoned and resumed later.
+        click.echo("highmark: interrupted", err=True)
+        sys.exit(SIGNAL_EXIT[signal.SIGINT])
+    sys.exit(code if isinstance(code, int) else 0)
