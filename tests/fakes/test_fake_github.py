@@ -566,10 +566,18 @@ def test_reviews_in_creation_order_and_comment_edits(github: FakeGitHub) -> None
     )
     assert pr["comments"]["nodes"] == [{"body": "again"}]
 
+    cursor_query = COMMENTS_BY_NUMBER.replace("nodes {", "edges { cursor } nodes {")
+    variables = {"direction": "ASC"}
+    comments = post(github, cursor_query, variables).json()["data"]["repository"]["pullRequest"]
+    cursor = comments["comments"]["edges"][0]["cursor"]
+    assert cursor == comments["comments"]["pageInfo"]["endCursor"]
+
     github.delete_comment(REPO, 1, comment.id)
     github.delete_review(REPO, 1, first.id)
     pr = post(github, query).json()["data"]["repository"]["pullRequest"]
     assert pr["comments"]["nodes"] == [] and len(pr["reviews"]["nodes"]) == 1
+    after = post(github, COMMENTS_BY_NUMBER, {**variables, "after": cursor}).json()
+    assert after["data"]["repository"]["pullRequest"]["comments"]["nodes"] == []
 
 
 def test_seed_builds_thousands_of_prs(github: FakeGitHub) -> None:
@@ -606,6 +614,23 @@ def test_the_budget_runs_out_and_resets_on_the_fake_clock() -> None:
         github.clock.set(datetime.fromtimestamp(reset, UTC))
         rate = page(github)["data"]["rateLimit"]
         assert (rate["remaining"], rate["resetAt"]) == (3, "2026-01-15T14:00:00Z")
+
+
+def test_rate_limited_on_page_3_then_resumed_from_the_same_cursor(github: FakeGitHub) -> None:
+    github.seed(REPO, 6)
+    github.before(3, github.exhaust_rate_limit)
+    variables: dict[str, Any] = {"direction": "DESC", "field": "UPDATED_AT", "after": None}
+    for _ in range(2):
+        conn = post(github, LIST_QUERY, variables).json()["data"]["repository"]["pullRequests"]
+        variables["after"] = conn["pageInfo"]["endCursor"]
+    limited = post(github, LIST_QUERY, variables)
+    assert limited.json()["errors"][0]["type"] == "RATE_LIMITED"
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    github.clock.set(datetime.fromtimestamp(int(limited.headers["x-ratelimit-reset"]), UTC))
+    conn = post(github, LIST_QUERY, variables).json()["data"]["repository"]["pullRequests"]
+    assert [n["number"] for n in conn["nodes"]] == [2, 1]
+    assert [c.cost for c in github.calls] == [1, 1, None, 1]
+    assert github.calls[2].variables == github.calls[3].variables
 
 
 def test_the_rate_limit_spelling_is_configurable(github: FakeGitHub) -> None:

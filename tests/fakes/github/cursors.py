@@ -33,13 +33,16 @@ def encode(key: Key) -> str:
     return base64.b64encode(_PREFIX + struct.pack(f">{len(key)}q", *key)).decode()
 
 
-def decode(cursor: str, width: int) -> Key:
+def decode(cursor: str, width: int | None) -> Key:
+    """The key a cursor names; ``width`` (the key's length) is ``None`` for an empty
+    connection, where any cursor this fake made is fine."""
     try:
         raw = base64.b64decode(cursor.encode(), validate=True)
     except (ValueError, binascii.Error):
         raise CursorError(cursor) from None
     packed = raw[len(_PREFIX) :]
-    if not raw.startswith(_PREFIX) or len(packed) != 8 * width:
+    width = len(packed) // 8 if width is None else width
+    if not raw.startswith(_PREFIX) or not packed or len(packed) != 8 * width:
         raise CursorError(cursor)
     return struct.unpack(f">{width}q", packed)
 
@@ -58,7 +61,7 @@ def paginate(
     """One page of ``items`` in ``key`` order (descending with ``desc``) as a
     :class:`Connection`. ``cap`` is the server's own page-size ceiling (a page may hold fewer
     rows than asked for)."""
-    width = len(key(items[0])) if items else 1
+    width = len(key(items[0])) if items else None
     lo = decode(after, width) if after else None
     hi = decode(before, width) if before else None
     keyed = sorted(((key(item), item) for item in items), key=lambda p: p[0], reverse=desc)

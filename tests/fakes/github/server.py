@@ -40,7 +40,7 @@ from tests.fakes.github.resolvers import Context, resolve_field, resolve_type
 from tests.fakes.github.schema import github_schema
 
 GRAPHQL_PATHS = ("/graphql", "/api/graphql")
-DEFAULT_TOKEN = "ghp_fakeFAKEfake0123456789abcdefFAKE0000"
+DEFAULT_TOKEN = "ghp_fake_token_for_tests"
 
 
 @dataclass
