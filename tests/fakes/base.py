@@ -114,7 +114,7 @@ class Fault:
 class _Hook:
     nth: int
     path: str | None
-    action: Callable[[], None]
+    action: Callable[[], object]
 
 
 class FakeServer:
@@ -130,6 +130,9 @@ class FakeServer:
         self._hooks: list[_Hook] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.in_flight = 0  # requests received and not yet answered (this one included)
+        self.peak_in_flight = 0  # the most ever in flight at once
+        self._flight_lock = threading.Lock()
 
     # ------------------------------------------------------------------ life
 
@@ -149,7 +152,11 @@ class FakeServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = self._server
+        # a short poll: stop() (every test's teardown) waits for it
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.02), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -192,7 +199,7 @@ class FakeServer:
             self._faults.append(fault)
         return fault
 
-    def before(self, nth: int, action: Callable[[], None], *, path: str | None = None) -> None:
+    def before(self, nth: int, action: Callable[[], object], *, path: str | None = None) -> None:
         """Run ``action`` before the ``nth`` matching request is answered (a change "between
         pages")."""
         with self.lock:
@@ -217,6 +224,16 @@ class FakeServer:
     # ------------------------------------------------------------------ plumbing
 
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._flight_lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            self._dispatch_one(handler)
+        finally:
+            with self._flight_lock:
+                self.in_flight -= 1
+
+    def _dispatch_one(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         parts = urlsplit(handler.path)
