@@ -97,7 +97,10 @@ class Response:
 class Fault:
     """What to do instead of answering: ``status`` (with ``headers``/``body``), ``reset`` (close
     the connection without an answer), ``truncated`` (a 200 whose JSON body stops half-way),
-    ``invalid`` (a 200 whose body is not JSON), ``delay`` (answer normally after ``seconds``)."""
+    ``invalid`` (a 200 whose body is not JSON), ``delay`` (answer normally after ``seconds``).
+
+    ``respond``, when given, builds a ``status`` fault's answer when it fires (so its headers can
+    depend on the clock at that moment, e.g. a rate limit's reset time)."""
 
     kind: str = "status"
     status: int = 500
@@ -108,6 +111,7 @@ class Fault:
     path: str | None = None
     times: int = 1  # how many matching requests it hits, from `on_request` on (or from now)
     hits: int = 0
+    respond: Callable[[LoggedRequest], Response] | None = None
 
 
 @dataclass
@@ -138,6 +142,9 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body waits for
+            # the client's delayed ACK (~40 ms per answer on a kept-alive connection).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
@@ -183,9 +190,11 @@ class FakeServer:
         headers: dict[str, str] | None = None,
         body: Any = None,
         seconds: float = 0.0,
+        respond: Callable[[LoggedRequest], Response] | None = None,
     ) -> Fault:
         """Inject a fault (see :class:`Fault`); ``on_request=None`` hits the next matching one."""
         fault = Fault(kind, status, headers or {}, body, seconds, on_request, path, times)
+        fault.respond = respond
         if on_request is None:
             fault.on_request = self.count(path) + 1
         with self.lock:
@@ -242,14 +251,21 @@ class FakeServer:
                     response = self.handle(request)
                 except Exception as exc:  # a bug in the fake: say so loudly, as a 500
                     response = Response.json({"fake_error": repr(exc)}, status=500)
+            elif fault.respond is not None:
+                response = fault.respond(request)
             else:
                 response = Response()
             request.status = response.status if fault is None else fault.status
+            if fault is not None and fault.respond is not None:
+                request.status = response.status
         if self.latency:
             time.sleep(self.latency)
         if fault is not None:
             if fault.kind == "delay":
                 time.sleep(fault.seconds)
+            elif fault.respond is not None:
+                self._send(handler, response)
+                return
             else:
                 self._act(handler, fault, request)
                 return
