@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_START = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -118,7 +118,7 @@ class Fault:
 class _Hook:
     nth: int
     path: str | None
-    action: Callable[[], None]
+    action: Callable[[], object]
 
 
 class FakeServer:
@@ -137,7 +137,7 @@ class FakeServer:
 
     # ------------------------------------------------------------------ life
 
-    def start(self) -> FakeServer:
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -156,7 +156,10 @@ class FakeServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: stop() waits up to one interval for the loop to notice.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -166,7 +169,7 @@ class FakeServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -201,7 +204,7 @@ class FakeServer:
             self._faults.append(fault)
         return fault
 
-    def before(self, nth: int, action: Callable[[], None], *, path: str | None = None) -> None:
+    def before(self, nth: int, action: Callable[[], object], *, path: str | None = None) -> None:
         """Run ``action`` before the ``nth`` matching request is answered (a change "between
         pages")."""
         with self.lock:

@@ -87,6 +87,9 @@ class SearchEngine:
         try:
             params = self._params(request)
         except BadRequest as exc:
+            fake.searches.append(
+                SearchCall(request, "", None, (), None, status=400, error=str(exc))
+            )
             return _bad(str(exc))
         fields = select_fields(params.fields, default="id")
         call = SearchCall(request, params.jql, params.token, fields.requested, params.max_results)

@@ -134,10 +134,6 @@ class FakeJira(SiteControls, FakeServer):
             email, token=token, time_zone=user_zone, display_name="ETL Bot", scoped=scoped
         )
 
-    def __enter__(self) -> FakeJira:
-        self.start()
-        return self
-
     # ------------------------------------------------------------------ settings
 
     @property
