@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_START = datetime(2026, 1, 15, 12, 0, 0, tzinfo=UTC)
@@ -97,7 +97,10 @@ class Response:
 class Fault:
     """What to do instead of answering: ``status`` (with ``headers``/``body``), ``reset`` (close
     the connection without an answer), ``truncated`` (a 200 whose JSON body stops half-way),
-    ``invalid`` (a 200 whose body is not JSON), ``delay`` (answer normally after ``seconds``)."""
+    ``invalid`` (a 200 whose body is not JSON), ``delay`` (answer normally after ``seconds``).
+
+    ``respond``, when given, builds a ``status`` fault's answer when it fires (so its headers can
+    depend on the clock at that moment, e.g. a rate limit's reset time)."""
 
     kind: str = "status"
     status: int = 500
@@ -108,6 +111,7 @@ class Fault:
     path: str | None = None
     times: int = 1  # how many matching requests it hits, from `on_request` on (or from now)
     hits: int = 0
+    respond: Callable[[LoggedRequest], Response] | None = None
 
 
 @dataclass
@@ -136,11 +140,14 @@ class FakeServer:
 
     # ------------------------------------------------------------------ life
 
-    def start(self) -> FakeServer:
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: with Nagle's algorithm the body waits for
+            # the client's delayed ACK (~40 ms per answer on a kept-alive connection).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
@@ -152,10 +159,9 @@ class FakeServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        server = self._server
-        # a short poll: stop() (every test's teardown) waits for it
+        # A short poll interval: stop() waits up to one interval for the loop to notice.
         self._thread = threading.Thread(
-            target=lambda: server.serve_forever(poll_interval=0.02), daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self._thread.start()
         return self
@@ -166,7 +172,7 @@ class FakeServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -190,9 +196,11 @@ class FakeServer:
         headers: dict[str, str] | None = None,
         body: Any = None,
         seconds: float = 0.0,
+        respond: Callable[[LoggedRequest], Response] | None = None,
     ) -> Fault:
         """Inject a fault (see :class:`Fault`); ``on_request=None`` hits the next matching one."""
         fault = Fault(kind, status, headers or {}, body, seconds, on_request, path, times)
+        fault.respond = respond
         if on_request is None:
             fault.on_request = self.count(path) + 1
         with self.lock:
@@ -259,14 +267,21 @@ class FakeServer:
                     response = self.handle(request)
                 except Exception as exc:  # a bug in the fake: say so loudly, as a 500
                     response = Response.json({"fake_error": repr(exc)}, status=500)
+            elif fault.respond is not None:
+                response = fault.respond(request)
             else:
                 response = Response()
             request.status = response.status if fault is None else fault.status
+            if fault is not None and fault.respond is not None:
+                request.status = response.status
         if self.latency:
             time.sleep(self.latency)
         if fault is not None:
             if fault.kind == "delay":
                 time.sleep(fault.seconds)
+            elif fault.respond is not None:
+                self._send(handler, response)
+                return
             else:
                 self._act(handler, fault, request)
                 return
