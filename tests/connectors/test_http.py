@@ -134,11 +134,12 @@ def test_connection_refused_is_a_retryable_error() -> None:
 
 
 def test_read_timeout_is_retried(api: EchoApi) -> None:
-    api.fail("delay", seconds=0.6)
+    api.fail("delay", seconds=1.0)
 
-    with make_client(api, read_timeout=0.2) as client:
+    with make_client(api, read_timeout=0.3) as client:
         assert client.get_json("/things")["path"] == "/things"
-    assert api.count() == 2
+    # Two requests, unless a loaded machine made a prompt answer take 0.3 s too.
+    assert api.count() >= 2 and api.requests[-1].status == 200
 
 
 def test_read_timeouts_exhausting_attempts_say_so(api: EchoApi) -> None:
