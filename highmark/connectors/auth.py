@@ -18,6 +18,8 @@ from typing import Protocol
 from highmark import clock
 from highmark.redact import MASK, register_secret
 
+__all__ = ["Auth", "BasicAuth", "BearerAuth", "NoAuth", "Token", "TokenAuth"]
+
 # A fetched token is renewed this long before it expires, so that no request carries a token that
 # expires on its way.
 DEFAULT_EXPIRY_MARGIN = timedelta(minutes=5)

@@ -29,6 +29,22 @@ import httpx
 from highmark import scheduler
 from highmark.errors import one_line
 
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "Action",
+    "Classifier",
+    "Reply",
+    "RetryPolicy",
+    "Verdict",
+    "chain",
+    "default_verdict",
+    "epoch_header",
+    "error_code",
+    "error_message",
+    "iso_header",
+    "retry_after",
+]
+
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Headers that name a request for the service's support, most specific first.
 REQUEST_ID_HEADERS = (
