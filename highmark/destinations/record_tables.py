@@ -231,7 +231,11 @@ class RecordTable:
         names = [c.name for c in self.columns]
         self.names = names
         self._given = frozenset([*(f.name for f in entity.fields), RAW_COLUMN])
-        self._nullable = [w.nullable for w in wanted]
+        self._plan = [
+            (c.name, c.canonical, w.nullable)
+            for c, w in zip(self.columns, wanted, strict=True)
+            if c.name != DELETED_AT_COLUMN
+        ]
         self.key_index = [names.index(k) for k in entity.key]
         self.parent_index = names.index(entity.parent) if entity.parent else None
         self.version_index = names.index(entity.version) if entity.version else None
@@ -239,6 +243,11 @@ class RecordTable:
         self.marker = "?" if self.dialect == "sqlite" else "%s"
         self._q = {n: quote(n) for n in names}
         self._key_sql = ", ".join(self._q[k] for k in entity.key)
+        # psycopg's jsonb loader is slow: jsonb comes as text, parsed by the codec.
+        self._selected = [
+            f"CAST({self._q[c.name]} AS text)" if c.json_as_text else self._q[c.name]
+            for c in self.columns
+        ]
         self._live = f" AND {self._q[DELETED_AT_COLUMN]} IS NULL" if mark else ""
 
     @staticmethod
@@ -256,7 +265,7 @@ class RecordTable:
         return f"{column} IN ({', '.join([one] * count)})"
 
     def select_sql(self, count: int) -> str:
-        columns = ", ".join(self._q[n] for n in self.names)
+        columns = ", ".join(self._selected)
         return f"SELECT {columns} FROM {self.quoted} WHERE {self._in_keys(count)}"
 
     def children_sql(self, count: int) -> str:
@@ -313,20 +322,21 @@ class RecordTable:
                 + (f"unknown {', '.join(map(str, extra))}" if extra else "")
             )
         row: list[Any] = []
-        for column, nullable in zip(self.columns, self._nullable, strict=False):
-            if column.name == DELETED_AT_COLUMN:
-                row.append(None)
-                continue
-            value = obj[column.name]
-            if value is None:
-                if not nullable:
-                    raise ValueError(f"{column.name} is None but cannot be null")
-                row.append(None)
-            else:
-                try:
-                    row.append(column.canonical(value))
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"{column.name}: {exc}") from None
+        append = row.append
+        name = ""
+        try:
+            for name, canonical, nullable in self._plan:
+                value = obj[name]
+                if value is None:
+                    if not nullable:
+                        raise ValueError("None, but the field cannot be null")
+                    append(None)
+                else:
+                    append(canonical(value))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        if self.mark:
+            append(None)  # deleted_at: an upserted row is live
         return tuple(row)
 
     def canonical_key(self, key: tuple[Any, ...], *, parent: bool = False) -> tuple[Any, ...]:

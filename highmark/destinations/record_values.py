@@ -8,8 +8,9 @@ type       canonical form
 =========  =========================================================================
 TEXT       ``str`` (an ``int`` id is accepted and becomes its decimal text)
 INTEGER    ``int``          BOOLEAN  ``bool``          FLOAT  ``float``
-TIMESTAMP  aware ``datetime`` in UTC (ISO strings with ``Z`` or an offset accepted),
-           cut to the column's fractional digits when it keeps fewer than six
+TIMESTAMP  aware ``datetime`` (ISO strings with ``Z`` or an offset accepted; aware values
+           compare as instants), cut to the column's fractional digits when it keeps
+           fewer than six
 JSON       the JSON text with sorted keys and no spaces (:func:`canonical_json`): two
            objects that differ only in key order have the same text
 =========  =========================================================================
@@ -28,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from highmark.destinations.entities import FieldType
-from highmark.sqltypes import ColumnInfo, Family, read_converter, write_converter
+from highmark.sqltypes import ColumnInfo, Family, TimestampKind, read_converter, write_converter
 
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -67,14 +68,14 @@ def _float(value: Any) -> float:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """An aware datetime or an ISO 8601 string with ``Z`` or an offset, as an aware UTC datetime."""
+    """An aware datetime, or an ISO 8601 string with ``Z`` or an offset, as an aware datetime."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value.strip())
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime or an ISO 8601 string, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    if value.utcoffset() is None:
         raise ValueError("timestamp without a time zone (give UTC, Z or an offset)")
-    return value.astimezone(UTC)
+    return value  # aware datetimes compare as instants: no need to convert
 
 
 def _json(value: Any) -> str:
@@ -110,6 +111,7 @@ class ColumnCodec:
     to_db: Callable[[Any], Any] | None
     from_db: Callable[[Any], Any] | None
     exact: Callable[[Any], Any] | None
+    json_as_text: bool = False  # select a jsonb column as text (PostgreSQL)
 
 
 def codec(
@@ -120,9 +122,10 @@ def codec(
     to_db: Callable[[Any], Any] | None = None
     from_db: Callable[[Any], Any] | None = None
     exact: Callable[[Any], Any] | None = None
+    as_text = False
     if ftype is FieldType.TIMESTAMP:
         to_db = write_converter(info, dialect, zone)
-        from_db = read_converter(info, zone)
+        from_db = _timestamp_reader(info, zone)
         precision = info.precision
         if precision is not None and precision < 6:
             step = 10 ** (6 - precision)
@@ -134,7 +137,7 @@ def codec(
             canonical = cut
     elif ftype is FieldType.JSON:
         if dialect == "postgresql" and info.family is Family.JSON:
-            from_db = canonical_json  # psycopg hands back parsed JSON
+            from_db, as_text = _reencoded_strictly, True
         else:
             from_db = _stored_json_text
             exact = _reencoded
@@ -142,11 +145,37 @@ def codec(
         from_db = bool
     elif ftype is FieldType.FLOAT:
         from_db = float
-    return ColumnCodec(name, ftype, canonical, to_db, from_db, exact)
+    return ColumnCodec(name, ftype, canonical, to_db, from_db, exact, as_text)
+
+
+def _timestamp_reader(info: ColumnInfo, zone: ZoneInfo) -> Callable[[Any], Any]:
+    """Driver value -> aware datetime; the usual shapes without the general converter."""
+    general = read_converter(info, zone)
+    assert general is not None
+    naive_is_utc = info.timestamp_kind is TimestampKind.UTC_NAIVE or zone.key == "UTC"
+
+    def read(value: Any) -> Any:
+        if value.__class__ is str:
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return general(value)
+        if value.__class__ is datetime:
+            if value.tzinfo is not None:
+                return value
+            if naive_is_utc:
+                return value.replace(tzinfo=UTC)
+        return general(value)
+
+    return read
 
 
 def _stored_json_text(value: Any) -> str:
     return value if isinstance(value, str) else canonical_json(value)
+
+
+def _reencoded_strictly(value: Any) -> str:
+    return canonical_json(json.loads(value) if isinstance(value, str) else value)
 
 
 def _reencoded(value: Any) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -31,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from highmark import clock
 from highmark.config import ResolvedConnection
 from highmark.db import get_engine
+from highmark.destinations import postgres_copy
 from highmark.destinations.entities import (
     DELETED_AT_COLUMN,
     MAX_IDENTIFIER_LENGTH,
@@ -95,12 +97,15 @@ class RecordWriter:
         register_secret(password if isinstance(password, str) else None)
         self.engine = get_engine(connection.url, "target")
         self.dialect = self.engine.dialect
+        # COPY runs on the driver's own cursor: its errors come unwrapped.
+        self._driver_error: type[Exception] = self.dialect.loaded_dbapi.Error
         self.zone = ZoneInfo(connection.timezone)
         self.prepared: list[str] = []
         """What :meth:`prepare` changed (tables created, columns and indexes added), one note
         each, for the run's notes."""
         self._tables: dict[str, RecordTable] = {}
         self._conn: Connection | None = None
+        self._sql_mode: str | None = None  # MySQL: the session's own, restored by close()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -112,7 +117,7 @@ class RecordWriter:
     def _errors(self, context: str) -> Iterator[None]:
         try:
             yield
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, self._driver_error) as exc:
             raise translate_db_error(exc, DestinationError, context) from exc
 
     @property
@@ -120,7 +125,25 @@ class RecordWriter:
         if self._conn is None:
             with self._errors(f"cannot connect to {self.connection.name}"):
                 self._conn = self.engine.connect()
+                if self.dialect.name == "mysql":
+                    self._sql_mode = self._set_sql_mode(self._conn, None)
         return self._conn
+
+    @staticmethod
+    def _set_sql_mode(conn: Connection, mode: str | None) -> str:
+        """Set (None: add NO_BACKSLASH_ESCAPES to) the session's sql_mode; return the old one.
+
+        PyMySQL escapes every string parameter with ``str.translate`` unless the server takes
+        backslashes literally, when it only doubles quotes: 40 % off a first write of
+        JSON-heavy rows. PyMySQL follows the mode the server reports, so parameters are escaped
+        right either way; :meth:`close` gives the pooled connection its old mode back.
+        """
+        old = str(conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar_one())
+        if mode is None:
+            mode = ",".join(m for m in [*old.split(","), "NO_BACKSLASH_ESCAPES"] if m)
+        conn.exec_driver_sql("SET SESSION sql_mode = %s", (mode,))
+        conn.commit()
+        return old
 
     @contextmanager
     def _transaction(self, context: str) -> Iterator[Connection]:
@@ -137,10 +160,13 @@ class RecordWriter:
             try:
                 if self._conn.in_transaction():
                     self._conn.rollback()
+                if self._sql_mode is not None:
+                    self._set_sql_mode(self._conn, self._sql_mode)
                 self._conn.close()
             except SQLAlchemyError:
                 pass  # a broken connection is closed either way
             self._conn = None
+            self._sql_mode = None
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -236,64 +262,71 @@ class RecordWriter:
         ``rows_written``: rows inserted; ``rows_updated``: stored rows that differ from the
         incoming ones in any column (a marked row upserted again counts here, its ``deleted_at``
         cleared); ``rows_deleted``: rows deleted, or newly marked. ``rows_read`` stays 0.
-        Writing the same changes again changes and counts nothing.
+        Writing the same changes again changes and counts nothing. Values are checked before
+        the transaction begins: a bad one is a :class:`DestinationError` with nothing written.
         """
-        tables = [self._table(page.entity) for page in changes]
+        pages = [self._checked(page) for page in changes]
         now = clock.now()
         total = Counts()
         with self._transaction(f"cannot write {self._where()}"):
-            for table, page in zip(tables, changes, strict=True):
-                with self._errors(f"cannot write {self._where(page.entity)}"):
-                    total += self._write_page(self.conn, table, page, now)
+            for page in pages:
+                with self._errors(f"cannot write {self._where(page.table.entity.name)}"):
+                    total += self._write_page(self.conn, page, now)
         return total
 
-    def _write_page(
-        self, conn: Connection, table: RecordTable, page: EntityChanges, now: datetime
-    ) -> Counts:
+    def _checked(self, page: EntityChanges) -> _Page:
+        """A page in canonical form (its values checked)."""
+        table = self._table(page.entity)
+        if page.replace_children_of and table.parent_index is None:
+            raise ValueError(f"entity {page.entity} has no parent: no children to replace")
         rows = self._incoming(table, page.upserts)
+        parents = self._canonical_keys(table, [(p,) for p in page.replace_children_of], True)
+        return _Page(table, rows, parents, self._canonical_keys(table, page.deletes))
+
+    def _write_page(self, conn: Connection, page: _Page, now: datetime) -> Counts:
+        table, rows = page.table, page.rows
         stored: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         for chunk in _chunks(list(rows)):
-            result = conn.exec_driver_sql(
-                table.select_sql(len(chunk)), tuple(table.key_params(chunk))
-            )
-            for raw_row in result:
-                row = table.from_db(raw_row)
+            params = tuple(table.key_params(chunk))
+            for found in conn.exec_driver_sql(table.select_sql(len(chunk)), params):
+                row = table.from_db(found)
                 stored[tuple(row[i] for i in table.key_index)] = row
         version = table.version_index
-        inserted = updated = 0
-        send: list[tuple[Any, ...]] = []
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
         for key, row in rows.items():
             old = stored.get(key)
             if old is None:
-                inserted += 1
-            elif table.same(old, row) or (
+                inserts.append(table.db_row(row))
+            elif not table.same(old, row) and not (
                 version is not None and _newer(old[version], row[version])
             ):
-                continue
-            else:
-                updated += 1
-            send.append(table.db_row(row))
-        if send:
-            conn.exec_driver_sql(table.upsert_sql(), send)
-        deleted = 0
-        if page.replace_children_of:
-            parents = self._canonical_keys(table, [(p,) for p in page.replace_children_of], True)
-            gone: list[tuple[Any, ...]] = []
-            for chunk in _chunks(parents):
-                params = tuple(table.key_params_for(table.parent_index, chunk))
-                for found in conn.exec_driver_sql(table.children_sql(len(chunk)), params):
-                    key = table.key_from_db(found)
-                    if key not in rows:
-                        gone.append(key)
-            deleted += self._remove(conn, table, gone, now)
-        if page.deletes:
-            deleted += self._remove(conn, table, self._canonical_keys(table, page.deletes), now)
-        return Counts(rows_written=inserted, rows_updated=updated, rows_deleted=deleted)
+                updates.append(table.db_row(row))
+        upserts = updates
+        if inserts and self.dialect.name == "postgresql":
+            # Rows just looked for and not found: COPY them in (the table has one writer).
+            quote = self.dialect.identifier_preparer.quote
+            postgres_copy.copy_rows(conn, table.quoted, table.names, inserts, quote)
+        else:
+            upserts = inserts + updates
+        if upserts:
+            conn.exec_driver_sql(table.upsert_sql(), upserts)
+        gone: list[tuple[Any, ...]] = []
+        for chunk in _chunks(page.parents):
+            params = tuple(table.key_params_for(table.parent_index, chunk))
+            for found in conn.exec_driver_sql(table.children_sql(len(chunk)), params):
+                key = table.key_from_db(found)
+                if key not in rows:
+                    gone.append(key)
+        deleted = self._remove(conn, table, gone + page.deletes, now)
+        return Counts(rows_written=len(inserts), rows_updated=len(updates), rows_deleted=deleted)
 
     def _remove(
         self, conn: Connection, table: RecordTable, keys: list[tuple[Any, ...]], now: datetime
     ) -> int:
         removed = 0
+        if not keys:
+            return 0
         stamp = [table.deleted_at_param(now)] if self.mark else []
         for chunk in _chunks(list(dict.fromkeys(keys))):
             params = tuple(stamp + table.key_params(chunk))
@@ -352,6 +385,16 @@ class RecordWriter:
         with self._transaction(f"cannot read {self._where(entity)}"):
             found = self.conn.exec_driver_sql(table.keys_sql(conditions), tuple(params)).all()
         return iter([table.key_from_db(row) for row in found])
+
+
+@dataclass(frozen=True)
+class _Page:
+    """An :class:`EntityChanges` in canonical form, ready to write."""
+
+    table: RecordTable
+    rows: dict[tuple[Any, ...], tuple[Any, ...]]  # by key
+    parents: list[tuple[Any, ...]]  # 1-tuples
+    deletes: list[tuple[Any, ...]]
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:

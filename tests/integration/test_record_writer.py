@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -255,6 +256,27 @@ def test_keys_are_case_sensitive_and_a_key_given_twice_counts_once(
     assert sorted(writer.keys("pull_requests")) == [("AbC",), ("aBc",)]
 
 
+def test_awkward_strings_round_trip(
+    make_writer: Callable[..., RecordWriter], engine: Engine, backend: str
+) -> None:
+    awkward = 'It\'s a "test" \\ back\\nslash\n\t% %s ?; ☃ 🎉 \\u0041'
+    writer = make_writer()
+    change = pull(1, title=awkward, labels={awkward: [awkward]}, raw={"body": awkward})
+    assert writer.write([page("pull_requests", upserts=[change])]) == Counts(rows_written=1)
+    assert writer.write([page("pull_requests", upserts=[change])]) == Counts()
+    assert rows(engine, "SELECT title FROM gh_pull_requests") == [(awkward,)]
+    stored = rows(engine, "SELECT raw FROM gh_pull_requests")[0][0]
+    assert (stored if backend == "postgresql" else json.loads(stored)) == {"body": awkward}
+    writer.close()
+    if backend == "mysql":  # the pooled connection has its own sql_mode back
+        from highmark.db import get_engine
+
+        with get_engine(writer.connection.url, "target").connect() as conn:
+            mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar_one()
+        assert "NO_BACKSLASH_ESCAPES" not in mode
+    assert writer.write([page("pull_requests", upserts=[change])]) == Counts()
+
+
 def test_timestamps_round_trip_as_aware_utc(
     make_writer: Callable[..., RecordWriter], engine: Engine, backend: str
 ) -> None:
@@ -276,6 +298,22 @@ def test_timestamps_round_trip_as_aware_utc(
     ) == Counts(rows_updated=1)
     with pytest.raises(DestinationError, match="updated: timestamp without a time zone"):
         writer.write([page("pull_requests", upserts=[pull(1, updated=datetime(2024, 3, 2))])])
+
+
+def test_naive_timestamps_are_wall_time_in_the_connection_zone(
+    connection: ResolvedConnection, engine: Engine, backend: str
+) -> None:
+    zoned = ResolvedConnection(connection.name, connection.url, "America/New_York")
+    with RecordWriter(zoned, "ny_", [PULLS]) as writer:
+        assert writer.write([page("pull_requests", upserts=[pull(1)])]) == Counts(rows_written=1)
+        assert writer.write([page("pull_requests", upserts=[pull(1)])]) == Counts()
+    stored = rows(engine, "SELECT updated FROM ny_pull_requests")[0][0]
+    if backend == "postgresql":
+        assert stored == T0  # timestamptz: an instant
+    elif backend == "mysql":
+        assert stored == datetime(2024, 3, 1, 7, 0, 0, 123456)  # as the SQL path writes it
+    else:
+        assert stored == "2024-03-01 07:00:00.123456"
 
 
 def test_version_guard_keeps_the_newer_row(
@@ -315,6 +353,10 @@ def test_children_are_replaced_per_parent(
     assert writer.write(force_push) == Counts()
     assert sorted(writer.keys("commits")) == [("p1", "a"), ("p1", "d"), ("p2", "a"), ("p2", "z")]
     assert sorted(writer.keys("commits", {"pull_request_id": "p2"})) == [("p2", "a"), ("p2", "z")]
+    assert writer.write([page("commits", deletes=[("p1", "d"), ("p9", "d")])]) == Counts(
+        rows_deleted=1
+    )
+    assert writer.write([page("commits", upserts=[commit("p1", "d")])]) == Counts(rows_written=1)
     # A parent with no children left.
     assert writer.write([page("commits", replace_children_of=["p2"])]) == Counts(rows_deleted=2)
     assert rows(engine, "SELECT COUNT(*) FROM gh_commits") == [(2,)]
@@ -393,7 +435,7 @@ def test_a_failed_write_leaves_nothing_written(
     ("change", "error"),
     [
         ({"number": "7"}, "number: expected an integer, got str"),
-        ({"number": None}, "number is None but cannot be null"),
+        ({"number": None}, "number: None, but the field cannot be null"),
         ({"draft": 1}, "draft: expected a boolean, got int"),
         ({"updated": "yesterday"}, "updated: Invalid isoformat string"),
         ({"bogus": 1}, "unknown bogus"),
@@ -416,6 +458,18 @@ def test_bad_values_are_refused_before_anything_is_written(
     del missing["title"]
     with pytest.raises(DestinationError, match="missing title"):
         writer.write([page("pull_requests", upserts=[missing])])
+
+
+def test_pages_must_fit_their_entity(make_writer: Callable[..., RecordWriter]) -> None:
+    writer = make_writer()
+    with pytest.raises(ValueError, match="unknown entity 'issues'"):
+        writer.write([page("issues", deletes=[("x",)])])
+    with pytest.raises(ValueError, match="entity pull_requests has no parent"):
+        writer.write([page("pull_requests", replace_children_of=["x"])])
+    with pytest.raises(DestinationError, match=r"a key to delete: .* is not a tuple of 2"):
+        writer.write([page("commits", deletes=[("p1",)])])
+    with pytest.raises(ValueError, match="entity reviews has no field 'bogus'"):
+        list(writer.keys("reviews", {"bogus": 1}))
 
 
 def test_prefix_must_be_an_identifier(connection: ResolvedConnection) -> None:
