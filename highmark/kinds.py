@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 SQL = "sql"
 
 # connection type -> the package that defines its CONNECTION and JOB models
-CONNECTORS: dict[str, str] = {}
+CONNECTORS: dict[str, str] = {
+    "github": "highmark.connectors.github",
+    "jira": "highmark.connectors.jira",
+}
 
 
 def known_types() -> list[str]:

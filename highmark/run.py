@@ -52,7 +52,7 @@ class RunObserver(Protocol):
 
     def started(self, job: JobSpec, run_id: int, description: str) -> None: ...
 
-    def progressed(self, counts: Counts, batch_number: int) -> None: ...
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None: ...
 
     def finished(self, run: RunRecord) -> None: ...
 
@@ -61,7 +61,7 @@ class QuietObserver:
     def started(self, job: JobSpec, run_id: int, description: str) -> None:
         log.info("run %s of %s started: %s", run_id, job.job_id, description)
 
-    def progressed(self, counts: Counts, batch_number: int) -> None:
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
         log.debug("batch %s: %s", batch_number, counts)
 
     def finished(self, run: RunRecord) -> None:
@@ -291,7 +291,7 @@ class JobRun:
         self.batch_number += 1
         if self.lease is not None:
             self.lease.counts = self.counts
-        self.observer.progressed(self.counts, self.batch_number)
+        self.observer.progressed(self.counts, self.batch_number, detail)
 
     def replace_counts(self, counts: Counts) -> None:
         self.counts = counts

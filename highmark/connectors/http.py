@@ -170,6 +170,20 @@ class ApiClient:
         """POST (a JSON body, or a form with ``data``) and return the parsed JSON answer."""
         return self._exchange("POST", url, params, json, data, headers, expect_json=True).body
 
+    def exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Like :meth:`get_json`/:meth:`post_json`, but the whole answer: the parsed body and
+        the response (its headers: a server's ``Date``, a request id)."""
+        return self._exchange(method, url, params, json, data, headers, expect_json=True)
+
     def close(self) -> None:
         self._client.close()
 

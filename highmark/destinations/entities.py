@@ -54,6 +54,9 @@ class Entity:
     the id of the object this one belongs to (a pull request's commits): child sets can then be
     replaced per parent, and the column is indexed. ``version`` names a field (``updated``) that
     only grows: a stored row with a newer version is never overwritten by an older re-read.
+    ``stamp`` names an INTEGER field that says which sync last saw a child row (a run id): a
+    parent whose children are read over several pages has its child set replaced by stamp, not
+    by the keys of one page (see :class:`EntityChanges`). A stamp alone changing is not a change.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Entity:
     key: tuple[str, ...] = ("id",)
     parent: str | None = None
     version: str | None = None
+    stamp: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -84,6 +88,10 @@ class Entity:
             problems.append(f"parent {self.parent!r} must be a TEXT or INTEGER field")
         if self.version is not None and types.get(self.version) not in VERSION_TYPES:
             problems.append(f"version {self.version!r} must be a TIMESTAMP, INTEGER or FLOAT field")
+        if self.stamp is not None and (
+            types.get(self.stamp) is not FieldType.INTEGER or self.parent is None
+        ):
+            problems.append(f"stamp {self.stamp!r} must be an INTEGER field of a child entity")
         if problems:
             raise ValueError(f"entity {self.name}: {'; '.join(problems)}")
 
@@ -104,7 +112,10 @@ class EntityChanges:
     1. ``upserts``: each a dict of every field by name plus ``"raw"`` (the whole API object).
        A key given twice keeps the later object (the newer one, when the entity has a version).
     2. ``replace_children_of``: parent ids whose child set is exactly the upserted rows with that
-       parent; their other stored rows are deleted (or marked).
+       parent; their other stored rows are deleted (or marked). With ``stamp`` (for an entity
+       that has one), the child set is instead every row of the parent stamped ``stamp``: the
+       children of a parent read over several pages, each page upserted with that stamp, the last
+       one replacing.
     3. ``deletes``: keys (tuples in ``key`` order) removed at the source. A key both upserted and
        deleted in one page ends deleted.
     """
@@ -113,3 +124,4 @@ class EntityChanges:
     upserts: list[dict[str, Any]] = field(default_factory=list)
     replace_children_of: list[Any] = field(default_factory=list)
     deletes: list[tuple[Any, ...]] = field(default_factory=list)
+    stamp: int | None = None

@@ -239,6 +239,7 @@ class RecordTable:
         self.key_index = [names.index(k) for k in entity.key]
         self.parent_index = names.index(entity.parent) if entity.parent else None
         self.version_index = names.index(entity.version) if entity.version else None
+        self.stamp_index = names.index(entity.stamp) if entity.stamp else None
         self.json_index = [i for i, c in enumerate(self.columns) if c.exact is not None]
         self.marker = "?" if self.dialect == "sqlite" else "%s"
         self._q = {n: quote(n) for n in names}
@@ -274,6 +275,16 @@ class RecordTable:
         return (
             f"SELECT {self._key_sql} FROM {self.quoted} "
             f"WHERE {parent} IN ({', '.join([self.marker] * count)}){self._live}"
+        )
+
+    def stale_children_sql(self, count: int) -> str:
+        """Keys of the parents' live children stamped otherwise than the first parameter."""
+        assert self.entity.parent is not None and self.entity.stamp is not None
+        parent, stamp = self._q[self.entity.parent], self._q[self.entity.stamp]
+        return (
+            f"SELECT {self._key_sql} FROM {self.quoted} "
+            f"WHERE ({stamp} IS NULL OR {stamp} <> {self.marker}) "
+            f"AND {parent} IN ({', '.join([self.marker] * count)}){self._live}"
         )
 
     def keys_sql(self, where: Sequence[tuple[str, bool]]) -> str:
@@ -398,11 +409,12 @@ class RecordTable:
         return tuple(out)
 
     def same(self, stored: tuple[Any, ...], incoming: tuple[Any, ...]) -> bool:
-        """Equal rows, JSON compared as JSON (stored text parsed again when the texts differ)."""
+        """Equal rows, JSON compared as JSON (stored text parsed again when the texts differ);
+        the stamp is not compared."""
         if stored == incoming:
             return True
         for index, (a, b) in enumerate(zip(stored, incoming, strict=True)):
-            if a == b:
+            if a == b or index == self.stamp_index:
                 continue
             exact = self.columns[index].exact
             if exact is None or a is None or exact(a) != b:

@@ -286,8 +286,11 @@ class RecordWriter:
         if page.replace_children_of and table.parent_index is None:
             raise ValueError(f"entity {page.entity} has no parent: no children to replace")
         rows = self._incoming(table, page.upserts)
+        if page.stamp is not None and table.stamp_index is None:
+            raise ValueError(f"entity {page.entity} has no stamp field")
         parents = self._canonical_keys(table, [(p,) for p in page.replace_children_of], True)
-        return _Page(table, rows, parents, self._canonical_keys(table, page.deletes))
+        deletes = self._canonical_keys(table, page.deletes)
+        return _Page(table, rows, parents, deletes, page.stamp)
 
     def _write_page(self, conn: Connection, page: _Page, now: datetime) -> Counts:
         table, rows = page.table, page.rows
@@ -300,26 +303,34 @@ class RecordWriter:
         version = table.version_index
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
+        touches: list[tuple[Any, ...]] = []  # only the stamp moves: written, not counted
+        stamp = table.stamp_index
         for key, row in rows.items():
             old = stored.get(key)
             if old is None:
                 inserts.append(table.db_row(row))
-            elif not table.same(old, row) and not (
-                version is not None and _newer(old[version], row[version])
-            ):
+            elif version is not None and _newer(old[version], row[version]):
+                continue
+            elif not table.same(old, row):
                 updates.append(table.db_row(row))
-        upserts = updates
+            elif stamp is not None and old[stamp] != row[stamp]:
+                touches.append(table.db_row(row))
+        upserts = updates + touches
         if inserts and self.dialect.name == "postgresql":
             # Rows just looked for and not found: COPY them in (the table has one writer).
             quote = self.dialect.identifier_preparer.quote
             postgres_copy.copy_rows(conn, table.quoted, table.names, inserts, quote)
         else:
-            upserts = inserts + updates
+            upserts = inserts + upserts
         if upserts:
             conn.exec_driver_sql(table.upsert_sql(), upserts)
         gone: list[tuple[Any, ...]] = []
         for chunk in _chunks(page.parents):
             params = tuple(table.key_params_for(table.parent_index, chunk))
+            if page.stamp is not None:
+                sql, params = table.stale_children_sql(len(chunk)), (page.stamp, *params)
+                gone += [table.key_from_db(found) for found in conn.exec_driver_sql(sql, params)]
+                continue
             for found in conn.exec_driver_sql(table.children_sql(len(chunk)), params):
                 key = table.key_from_db(found)
                 if key not in rows:
@@ -401,6 +412,7 @@ class _Page:
     rows: dict[tuple[Any, ...], tuple[Any, ...]]  # by key
     parents: list[tuple[Any, ...]]  # 1-tuples
     deletes: list[tuple[Any, ...]]
+    stamp: int | None = None
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:

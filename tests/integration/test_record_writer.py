@@ -362,6 +362,45 @@ def test_children_are_replaced_per_parent(
     assert rows(engine, "SELECT COUNT(*) FROM gh_commits") == [(2,)]
 
 
+STAMPED = Entity(
+    "comments",
+    (
+        Field("id", FieldType.TEXT),
+        Field("pull_request_id", FieldType.TEXT, nullable=False),
+        Field("body", FieldType.TEXT),
+        Field("synced_run_id", FieldType.INTEGER),
+    ),
+    parent="pull_request_id",
+    stamp="synced_run_id",
+)
+
+
+def comment(i: int, run: int, body: str = "ok") -> dict[str, Any]:
+    return {"id": f"c{i}", "pull_request_id": "p1", "body": body, "synced_run_id": run, "raw": {}}
+
+
+def test_children_read_over_several_pages_are_replaced_by_stamp(
+    make_writer: Callable[..., RecordWriter], engine: Engine
+) -> None:
+    writer = make_writer([STAMPED])
+    first = [comment(i, 1) for i in range(6)]
+    assert writer.write([page("comments", upserts=first[:3])]) == Counts(rows_written=3)
+    assert writer.write(
+        [page("comments", upserts=first[3:], replace_children_of=["p1"], stamp=1)]
+    ) == Counts(rows_written=3)
+    # Sync 2 reads the comments again over two pages: c1 and c4 were deleted, c2 edited. The
+    # first page re-stamps rows without counting them; the last replaces the child set.
+    again = [comment(0, 2), comment(2, 2, "edited"), comment(3, 2)]
+    assert writer.write([page("comments", upserts=again)]) == Counts(rows_updated=1)
+    assert writer.write(
+        [page("comments", upserts=[comment(5, 2)], replace_children_of=["p1"], stamp=2)]
+    ) == Counts(rows_deleted=2)
+    assert sorted(writer.keys("comments")) == [("c0",), ("c2",), ("c3",), ("c5",)]
+    assert rows(engine, "SELECT DISTINCT synced_run_id FROM gh_comments") == [(2,)]
+    with pytest.raises(ValueError, match="no stamp"):
+        make_writer([COMMITS]).write([page("commits", stamp=3)])
+
+
 def test_deletes_remove_rows(make_writer: Callable[..., RecordWriter]) -> None:
     writer = make_writer()
     writer.write([page("reviews", upserts=[_review(1), _review(2)])])

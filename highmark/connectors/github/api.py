@@ -1,0 +1,96 @@
+"""GitHub's GraphQL endpoint as the connector sees it: a query in, ``data`` out, GitHub's clock
+from the ``Date`` header; errors in the body turned into highmark's."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from highmark import clock
+from highmark.connectors import classifiers
+from highmark.connectors.auth import BearerAuth
+from highmark.connectors.http import ApiClient
+from highmark.errors import ApiError
+
+# Errors that mean "this query asked for too much at once": ask again for less.
+TOO_BIG = frozenset({"RESOURCE_LIMITS_EXCEEDED", "MAX_NODE_LIMIT_EXCEEDED"})
+
+
+class QueryTooBig(Exception):
+    """GitHub cut the answer short (partial data): the caller asks for a smaller page."""
+
+
+class GitHubApi:
+    """One connection's GraphQL endpoint."""
+
+    def __init__(
+        self, name: str, url: str, token: str, *, sleep: Callable[[float], None] | None = None
+    ) -> None:
+        self.name = name
+        self.url = url  # the endpoint itself: posted to as is
+        self.http = ApiClient(
+            "github",
+            url,
+            auth=BearerAuth(token),
+            credential=f"the token of connection '{name}'",
+            classify=classifiers.github,
+            sleep=sleep,
+        )
+        self.server_now: datetime | None = None
+
+    def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run ``query``; return its ``data``. NOT_FOUND for a repository and other GraphQL errors
+        are permanent ApiErrors; a partial answer raises :class:`QueryTooBig`."""
+        reply = self.http.exchange(
+            "POST", self.url, json={"query": query, "variables": variables or {}}
+        )
+        date = reply.headers.get("date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                self.server_now = clock.ensure_utc(parsedate_to_datetime(date))
+        body = reply.body if isinstance(reply.body, dict) else {}
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        if errors:
+            self._raise_for(errors, variables or {})
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise ApiError(
+                "github: the answer has no data", retryable=True, service="github", status=200
+            )
+        return data
+
+    def now(self) -> datetime:
+        """GitHub's clock as of the last answer (this machine's clock before any)."""
+        return self.server_now or clock.now()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _raise_for(self, errors: list[dict[str, Any]], variables: dict[str, Any]) -> None:
+        types = {str(e.get("type")) for e in errors}
+        if types & TOO_BIG:
+            raise QueryTooBig(str(errors[0].get("message")))
+        first = errors[0]
+        if first.get("type") == "NOT_FOUND":
+            what = first.get("path") or ["node"]
+            if what and what[0] == "repository":
+                repository = f"{variables.get('owner')}/{variables.get('name')}"
+                raise ApiError(
+                    f"github: repository {repository} was not found, or the token of connection "
+                    f"'{self.name}' cannot see it (check the name, or grant the token access)",
+                    retryable=False,
+                    service="github",
+                    status=200,
+                    code="NOT_FOUND",
+                )
+        message = str(first.get("message") or "unknown error")
+        raise ApiError(
+            f"github: the query was refused: {message}",
+            retryable=False,
+            service="github",
+            status=200,
+            code=str(first.get("type") or "") or None,
+        )
