@@ -87,6 +87,29 @@ def run(project: highmark.Project, job: str) -> tuple[Any, float, float, int]:
     return record, seconds, http_seconds, sum(c.stats.requests for c in clients)
 
 
+def sync_twice(
+    project: highmark.Project, connector: str, keys: int, latency: float
+) -> list[Result]:
+    """A first sync, then one with nothing changed."""
+    results = []
+    for phase in ("first sync", "nothing changed"):
+        record, seconds, http_seconds, requests = run(project, "sync")
+        latency_ms = int(latency * 1000)
+        results.append(
+            Result(
+                connector,
+                keys,
+                latency_ms,
+                phase,
+                record.rows_read,
+                seconds,
+                http_seconds,
+                requests,
+            )
+        )
+    return results
+
+
 def write_project(folder: Path, target: str, connection: str, source: str) -> highmark.Project:
     (folder / "highmark.yml").write_text(
         f"control: sqlite:///{folder / 'control.db'}\n"
@@ -132,21 +155,7 @@ def bench_github(
             f"github: {{type: github, token: {github.token}, url: {github.graphql_url}}}",
             f"{{connection: github, repositories: [{', '.join(repositories)}], page_size: 50}}",
         )
-        results = []
-        for phase in ("first sync", "nothing changed"):
-            record, seconds, http_seconds, requests = run(project, "sync")
-            results.append(
-                Result(
-                    "github",
-                    keys,
-                    int(latency * 1000),
-                    phase,
-                    record.rows_read,
-                    seconds,
-                    http_seconds,
-                    requests,
-                )
-            )
+        results = sync_twice(project, "github", keys, latency)
         for entity, n in expected.items():
             found = count(target, folder, f"github_{entity}")
             if found != n:
@@ -172,21 +181,7 @@ def bench_jira(
             "token: jira-api-token}",
             f"{{connection: jira, projects: [{', '.join(projects)}], max_results: 100}}",
         )
-        results = []
-        for phase in ("first sync", "nothing changed"):
-            record, seconds, http_seconds, requests = run(project, "sync")
-            results.append(
-                Result(
-                    "jira",
-                    keys,
-                    int(latency * 1000),
-                    phase,
-                    record.rows_read,
-                    seconds,
-                    http_seconds,
-                    requests,
-                )
-            )
+        results = sync_twice(project, "jira", keys, latency)
         found = count(target, folder, "jira_issues")
         if found != len(jira.rows(*projects)):
             raise SystemExit(f"jira_issues: {found} rows, the fake has {len(jira.rows(*projects))}")
