@@ -38,8 +38,9 @@ ISSUES = Entity(
 
 
 def search_jql(project: str, floor: datetime | None, zone: str, extra: str | None) -> str:
-    """The project's issues updated at or after ``floor``, newest first."""
-    parts = [f"project = {project}"]
+    """The project's issues updated at or after ``floor``, newest first. The key is quoted: some
+    keys (``BY``, ``IN``, ``OR``…) are JQL words, a syntax error unquoted."""
+    parts = [f'project = "{project}"']
     if floor is not None:
         parts.append(f'updated >= "{jql_literal(floor, zone)}"')
     if extra:
