@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,11 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 from sqlalchemy import MetaData, Table, create_engine, select
 
 from highmark import Project, clock
+from highmark.cli import cli as highmark_cli
 from highmark.models import RunRecord, RunStatus
 from tests.conftest import sa_url
 from tests.fakes.jira import FakeJira, SearchCall
@@ -61,6 +64,19 @@ def jira_fixture() -> Iterator[FakeJira]:
             clock.set_sleep(None)
         called = {r.path.rstrip("/") for r in fake.requests}
         assert not called & set(OLD_SEARCH), "the removed search endpoint was called"
+
+
+@pytest.fixture(name="jira_sleeps")
+def jira_sleeps_fixture(jira: FakeJira) -> list[float]:
+    """Every wait highmark makes (seconds, in order); each passes on the fake's clock."""
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        jira.clock.sleep(seconds)
+
+    clock.set_sleep(sleep)
+    return sleeps
 
 
 @dataclass
@@ -143,6 +159,10 @@ class JiraProject:
     def checkpoint(self) -> dict[str, Any] | None:
         return self.load().checkpoint(JOB)
 
+    def cli(self, *args: str) -> Result:
+        """``highmark --project FILE ARGS…`` in this process (on the fake clock)."""
+        return invoke(self.path, *args)
+
 
 @pytest.fixture(name="jira_project")
 def jira_project_fixture(
@@ -160,6 +180,17 @@ def jira_project_fixture(
         return project.write(**source)
 
     return make
+
+
+def invoke(path: Path, *args: str) -> Result:
+    """``highmark --project PATH ARGS…`` through click's runner, stdout and stderr apart."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return CliRunner().invoke(highmark_cli, ["--project", str(path), *args])
+    finally:  # the command points the root logger at its captured stderr: undo that
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def read_issues(url: str, prefix: str = "jira_") -> list[dict[str, Any]]:
