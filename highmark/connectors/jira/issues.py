@@ -65,10 +65,11 @@ def _ambiguous(local: datetime) -> bool:
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """A Jira timestamp (``2016-09-28T23:08:32.097+1000``) as an aware UTC datetime."""
+    """A Jira timestamp (``2016-09-28T23:08:32.097+1000``; without its milliseconds too) as an
+    aware UTC datetime."""
     if not text:
         return None
-    return clock.ensure_utc(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z"))
+    return clock.ensure_utc(datetime.fromisoformat(text))
 
 
 def issue_row(issue: dict[str, Any], project: str) -> dict[str, Any]:

@@ -120,21 +120,26 @@ class JiraMover:
                 token = None
                 self._save(next_page_token=None)
                 continue
-            if project not in self.state.project_bounds:
-                bound = self._api.now() - self.job.lag
-                self._save(project_bounds={**self.state.project_bounds, project: bound})
-            self._write_page(project, page.get("issues") or [])
+            bounds = self.state.project_bounds
+            if project not in bounds:
+                bounds = {**bounds, project: self._api.now() - self.job.lag}
             token = page.get("nextPageToken") or None
-            if page.get("isLast") or not token:
+            done = bool(page.get("isLast")) or not token
+            # The page's checkpoint, saved once it is written: where the next page starts, or
+            # that the project is done.
+            progress: dict[str, Any] = {"project_bounds": bounds, "next_page_token": None}
+            if done:
+                progress["projects_processed"] = [*self.state.projects_processed, project]
+                progress["current_project"] = None
+            else:
+                progress["next_page_token"] = token
+            self._write_page(project, page.get("issues") or [], progress)
+            if done:
                 break
-            self._save(next_page_token=token)
-        self._save(
-            projects_processed=[*self.state.projects_processed, project],
-            current_project=None,
-            next_page_token=None,
-        )
 
-    def _write_page(self, project: str, issues: list[dict[str, Any]]) -> None:
+    def _write_page(
+        self, project: str, issues: list[dict[str, Any]], progress: dict[str, Any]
+    ) -> None:
         rows = [issue_row(issue, project) for issue in issues]
         self.ctx.set_phase("writing")
         if rows:
@@ -155,6 +160,7 @@ class JiraMover:
             total_issues_processed=total,
             last_issue_key=rows[-1]["key"] if rows else self.state.last_issue_key,
             project_marks=marks,
+            **progress,
         )
 
     @property
