@@ -183,6 +183,29 @@ def test_a_garbled_page_token_set_by_hand_restarts_the_search(
     assert run.notes is not None and any("page token was refused" in n for n in run.notes)
 
 
+def test_highmark_cancel_stops_between_pages_and_the_next_run_resumes(
+    jira: FakeJira, jira_project: Make
+) -> None:
+    """`highmark cancel` while page 2 is being fetched: the run writes that page, saves its
+    checkpoint and ends `cancelled`; the next run asks for page 3 and nothing before it."""
+    jira.seed("PROJ", 6, start=DAY_AGO)
+    hm = jira_project(projects=["PROJ"], max_results=2)
+    jira.before(2, lambda: hm.load().cancel(JOB), path=SEARCH)
+
+    run = hm.run()
+
+    assert run.run_status is RunStatus.CANCELLED
+    assert (run.rows_read, run.rows_written) == (4, 4)
+    checkpoint = hm.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint["next_page_token"] == jira.searches[1].next_token
+    assert hm.marks() == {}
+    resumed = hm.ok()
+    assert [c.token for c in jira.searches[2:]] == [jira.searches[1].next_token]
+    assert resumed.rows_read == 2
+    assert hm.target() == expected(jira)
+
+
 # ---------------------------------------------------------------------- credentials
 
 
@@ -269,3 +292,26 @@ def _runs(hm: JiraProject) -> list[dict[str, Any]]:
     result = highmark_run(hm.path, "runs", JOB, "--json", env=highmark_env(**ENV))
     assert result.returncode == 0, result.stderr
     return list(reversed(json.loads(result.stdout)))
+
+
+def test_a_user_zone_this_machine_does_not_know_is_refused_not_guessed(
+    jira: FakeJira, jira_project: Make
+) -> None:
+    """Every JQL literal is written in the user's zone: a zone the tz database lacks would
+    misplace each of them by hours, so the run stops and says why."""
+    jira.seed("PROJ", 2, start=DAY_AGO)
+    hm = jira_project(projects=["PROJ"])
+    jira.user.time_zone = "Mars/Olympus_Mons"
+
+    run = hm.run()
+
+    assert run.run_status is RunStatus.FAILED
+    assert run.error_details is not None and run.error_details["retryable"] is False
+    assert run.error_message == (
+        "Jira reads etl-bot@acme.example's JQL dates in time zone 'Mars/Olympus_Mons', which "
+        "this machine does not know (install or update tzdata)"
+    )
+    assert jira.searches == []
+    check = hm.cli("check", JOB, "--json")
+    assert check.exit_code == 1
+    assert [(f["check"], f["level"]) for f in json.loads(check.stdout)][-1] == ("time zone", "fail")

@@ -73,6 +73,8 @@ def test_first_sync_of_two_projects(db_url: str, jira: FakeJira, jira_project: M
     assert raw["key"] == "PROJ-2" and raw["fields"]["status"]["name"] == "In Progress"
     assert raw["fields"]["updated"].endswith("-0800")  # America/Los_Angeles in January
     assert hm.checkpoint() is None  # success clears it
+    # Only the current search endpoint (never the removed /rest/api/3/search) and the user.
+    assert {r.path for r in jira.requests} == {"/rest/api/3/myself", "/rest/api/3/search/jql"}
 
 
 def test_incremental_sync_reads_only_what_changed(

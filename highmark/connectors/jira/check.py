@@ -6,7 +6,7 @@ from __future__ import annotations
 from highmark.config import ProjectConfig
 from highmark.connectors.jira.api import JiraApi
 from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
-from highmark.connectors.jira.issues import search_jql
+from highmark.connectors.jira.issues import search_jql, user_zone
 from highmark.errors import HighmarkError
 from highmark.findings import Finding, Level
 
@@ -29,7 +29,11 @@ def check(config: ProjectConfig, job: JiraJobSpec) -> list[Finding]:
                 f"set the email and a valid API token on connection '{name}' (tokens expire; "
                 "scoped tokens need the api.atlassian.com gateway URL)")  # fmt: skip
             return findings
-        zone = str(me.get("timeZone") or "UTC")
+        try:
+            zone = user_zone(me)
+        except HighmarkError as exc:
+            add("time zone", Level.FAIL, str(exc), "pip install -U tzdata")
+            return findings
         add("credentials", Level.PASS, f"authenticated as {me.get('emailAddress')} "
             f"(JQL dates are read in {zone})")  # fmt: skip
         visible = []

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from highmark import clock
 from highmark.destinations.entities import Entity, Field, FieldType
+from highmark.errors import SourceError
 
 T, TS = FieldType.TEXT, FieldType.TIMESTAMP
 
@@ -35,6 +36,21 @@ ISSUES = Entity(
     # A search may lag behind the issue (eventual consistency): never overwrite a newer copy.
     version="updated",
 )
+
+
+def user_zone(me: dict[str, Any]) -> str:
+    """The zone JQL dates are read in: the user's ``timeZone`` from ``/rest/api/3/myself``. One
+    this machine does not know would put every literal in the wrong zone: refused, not guessed."""
+    zone = str(me.get("timeZone") or "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SourceError(
+            f"Jira reads {me.get('emailAddress') or 'the user'}'s JQL dates in time zone "
+            f"{zone!r}, which this machine does not know (install or update tzdata)",
+            retryable=False,
+        ) from None
+    return zone
 
 
 def search_jql(project: str, floor: datetime | None, zone: str, extra: str | None) -> str:

@@ -21,7 +21,7 @@ from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.jira.api import JiraApi
 from highmark.connectors.jira.checkpoint import JiraCheckpoint
 from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
-from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql
+from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql, user_zone
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError
@@ -52,7 +52,7 @@ class JiraMover:
             sleep=ctx.sleep,
         )  # fmt: skip
         ctx.set_phase("connecting")
-        self.zone = str(self.api.myself().get("timeZone") or "UTC")
+        self.zone = user_zone(self.api.myself())
         self.writer = RecordWriter(
             self.config.resolve(job.target.connection), job.target.prefix, [ISSUES]
         )
