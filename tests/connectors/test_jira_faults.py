@@ -27,6 +27,7 @@ from tests.connectors.jira_support import (  # noqa: F401  (fixtures)
     searches_of,
     served,
 )
+from tests.fakes.base import LoggedRequest, Response
 from tests.fakes.jira import SEARCH, FakeJira
 from tests.fakes.jira.paging import EXPIRED_TOKEN, INVALID_TOKEN
 from tests.faults.harness import highmark_env, kill_env
@@ -315,3 +316,24 @@ def test_a_user_zone_this_machine_does_not_know_is_refused_not_guessed(
     check = hm.cli("check", JOB, "--json")
     assert check.exit_code == 1
     assert [(f["check"], f["level"]) for f in json.loads(check.stdout)][-1] == ("time zone", "fail")
+
+
+def test_a_page_token_that_comes_back_stops_the_search_instead_of_looping(
+    jira: FakeJira, jira_project: Make
+) -> None:
+    """A server that answers a page with the token it was sent would page forever."""
+    jira.seed("PROJ", 6, start=DAY_AGO)
+    hm = jira_project(projects=["PROJ"], max_results=2)
+
+    def same_token(request: LoggedRequest) -> Response:
+        sent = (request.json or {}).get("nextPageToken")
+        return Response.json({"issues": [], "nextPageToken": sent, "isLast": False})
+
+    jira.fail(status=200, on_request=2, path=SEARCH, times=100, respond=same_token)
+
+    run = hm.run()
+
+    assert run.run_status is RunStatus.FAILED
+    assert run.error_message is not None and "came back to a page" in run.error_message
+    assert run.error_details is not None and run.error_details["retryable"] is True
+    assert jira.count(SEARCH) == 2  # page 1, then page 2 answered with its own token: stop

@@ -24,7 +24,7 @@ from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
 from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql, user_zone
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
-from highmark.errors import ApiError
+from highmark.errors import ApiError, SourceError
 from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
 
 if TYPE_CHECKING:
@@ -106,6 +106,7 @@ class JiraMover:
             current_project=project, last_jql=jql, last_sync_date=floor, next_page_token=token
         )
         source = self.job.source
+        sent: set[str] = set()  # the tokens of this search: one coming back would never end
         while True:
             ctx.check()
             ctx.set_phase("reading")
@@ -118,13 +119,23 @@ class JiraMover:
                 # search starts over from it (pages already written are written again: upserts).
                 ctx.note(f"{project}: the page token was refused ({exc}); searched again")
                 token = None
+                sent.clear()
                 self._save(next_page_token=None)
                 continue
+            if token is not None:
+                sent.add(token)
             bounds = self.state.project_bounds
             if project not in bounds:
                 bounds = {**bounds, project: self._api.now() - self.job.lag}
             token = page.get("nextPageToken") or None
             done = bool(page.get("isLast")) or not token
+            if not done and token in sent:
+                raise SourceError(
+                    f"jira: the search of {project} came back to a page it had served (the same "
+                    f"nextPageToken after {len(sent)} pages): stopped rather than loop",
+                    retryable=True,
+                    project=project,
+                )
             # The page's checkpoint, saved once it is written: where the next page starts, or
             # that the project is done.
             progress: dict[str, Any] = {"project_bounds": bounds, "next_page_token": None}
