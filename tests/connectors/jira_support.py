@@ -89,6 +89,7 @@ class JiraProject:
     control_url: str
     source: dict[str, Any] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)
+    url: str | None = None  # the connection's URL (default: the fake's site URL)
 
     def write(self, **source: Any) -> JiraProject:
         """(Re)write the file; ``source`` keys (``projects``, ``jql``, ``max_results``…) and the
@@ -109,7 +110,7 @@ class JiraProject:
             "connections": {
                 "jira": {
                     "type": "jira",
-                    "url": self.fake.url,
+                    "url": self.url or self.fake.url,
                     "email": "${JIRA_EMAIL}",
                     "token": "${JIRA_API_TOKEN}",
                 },

@@ -192,3 +192,24 @@ def test_worker_once_runs_a_due_jira_job(
     assert hm.target() == expected(jira)
     rows = expected(jira)
     assert hm.marks() == {p: greatest_updated(rows, p) for p in ("PROJ", "TEST")}
+
+
+def test_a_scoped_token_works_through_the_gateway_url_only(
+    jira: FakeJira, jira_project: Make
+) -> None:
+    """Scoped API tokens are refused at the site URL (401) and work at
+    api.atlassian.com/ex/jira/{cloudId} (§2.1): check says so, and a run there loads."""
+    jira.user.scoped = True
+    jira.seed("PROJ", 3, start=DAY_AGO)
+    hm = jira_project(projects=["PROJ"])
+    found = _findings(hm, 1)
+    assert found["credentials"]["level"] == "fail"
+    assert "gateway URL" in found["credentials"]["fix"]
+
+    hm.url = jira.gateway_url
+    hm.write()
+    assert [f["level"] for f in _findings(hm, 0).values()] == ["pass"] * 3
+    hm.ok()
+    assert hm.target() == expected(jira)
+    assert all(r.path.startswith(f"/ex/jira/{jira.cloud_id}/") for r in jira.requests[-3:])
+    assert hm.raw("PROJ-1")["self"].startswith(jira.gateway_url)

@@ -207,6 +207,39 @@ def test_highmark_cancel_stops_between_pages_and_the_next_run_resumes(
     assert hm.target() == expected(jira)
 
 
+def test_a_search_changed_since_the_checkpoint_is_read_from_the_mark(
+    jira: FakeJira, jira_project: Make, jira_sleeps: list[float]
+) -> None:
+    """The job's JQL was edited between the interrupted run and the next: the saved token
+    belongs to the old search, so the new one starts from the mark (and says so)."""
+    hm = jira_project(max_results=2)
+    _interrupted_on_page_2(jira, hm)
+    hm.write(jql="issuetype != Epic")
+    before = len(jira.searches)
+
+    run = hm.ok()
+
+    assert searches_of(jira, "PROJ", before)[0].token is None
+    assert run.notes is not None
+    assert any("PROJ: the search changed since the checkpoint" in n for n in run.notes)
+    assert hm.target() == expected(jira)
+
+
+def test_a_full_refresh_discards_an_incremental_checkpoint_and_says_so(
+    jira: FakeJira, jira_project: Make, jira_sleeps: list[float]
+) -> None:
+    hm = jira_project(max_results=2)
+    _interrupted_on_page_2(jira, hm)
+    before = len(jira.searches)
+
+    run = hm.ok(full_refresh=True)
+
+    assert jira.searches[before].token is None
+    assert run.notes is not None and any("was discarded" in n for n in run.notes)
+    assert run.rows_read == len(jira.rows())
+    assert hm.target() == expected(jira)
+
+
 # ---------------------------------------------------------------------- credentials
 
 

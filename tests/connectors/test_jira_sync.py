@@ -120,9 +120,12 @@ def test_incremental_sync_reads_only_what_changed(
 # ---------------------------------------------------------------------- JQL dates
 
 
-def test_the_same_minute_trap(jira: FakeJira, jira_project: Make) -> None:
+@pytest.mark.parametrize("precision", ["minute", "instant"])
+def test_the_same_minute_trap(jira: FakeJira, jira_project: Make, precision: str) -> None:
     """Scenario 1: the mark is 10:15:42; an issue updated at 10:15:50 becomes searchable only
-    after the first run. `updated > "10:15"` would never see it; `>= "10:15"` does."""
+    after the first run. `updated > "10:15"` would never see it; `>= "10:15"` does, whether
+    Jira compares at the minute or to the millisecond (the docs do not say)."""
+    jira.precision = precision
     jira.clock.set(at("2026-01-15 10:15:42"))
     jira.add_issue("PROJ", summary="seen")
     jira.clock.set(at("2026-01-15 10:15:50"))

@@ -85,11 +85,18 @@ class JiraMover:
             return fresh
         previous = parse_checkpoint(self.job.job_id, JiraCheckpoint, data)
         if previous.full_refresh != self.ctx.full_refresh:
-            log.warning(
-                "job %s: discarding the checkpoint of run %s", self.job.job_id, previous.run_id
-            )
+            kind = "a full refresh" if previous.full_refresh else "an incremental run"
+            note = f"the checkpoint of run {previous.run_id} ({kind}) was discarded"
+            log.warning("job %s: %s", self.job.job_id, note)
+            self.ctx.note(note)
             return fresh
-        return previous.model_copy(update={"run_id": self.ctx.run_id, "recovery_mode": True})
+        return previous.model_copy(
+            update={
+                "run_id": self.ctx.run_id,
+                "recovery_mode": True,
+                "max_results": self.job.source.max_results,
+            }
+        )
 
     # ------------------------------------------------------------------ a project
 
