@@ -74,6 +74,26 @@ def test_429_then_503_wait_on_the_clock_and_resume_the_same_page(
     assert hm.target() == expected(jira)
 
 
+def test_a_burst_limit_paces_a_long_search(
+    jira: FakeJira, jira_project: Make, jira_sleeps: list[float]
+) -> None:
+    """Jira's real limiter for API tokens: a token bucket per endpoint. The run spends its
+    burst, then waits each Retry-After out and finishes, every issue read once."""
+    jira.seed("PROJ", 20, start=DAY_AGO)
+    jira.burst_limit(capacity=3, per_second=0.5)
+    hm = jira_project(projects=["PROJ"], max_results=2)
+
+    run = hm.ok()
+
+    statuses = [status for status, _ in _search_requests(jira)]
+    assert statuses.count(200) == 10 and statuses.count(429) == len(jira_sleeps) > 0
+    assert all(wait == 2.0 for wait in jira_sleeps)  # Retry-After: one token at 0.5/s
+    assert run.rows_read == 20 and sorted(served(jira.searches)) == sorted(
+        r["key"] for r in jira.rows()
+    )
+    assert hm.target() == expected(jira)
+
+
 @pytest.mark.parametrize("fault", ["500", "reset", "truncated", "invalid"])
 def test_a_broken_answer_mid_search_is_retried(
     jira: FakeJira, jira_project: Make, jira_sleeps: list[float], fault: str
