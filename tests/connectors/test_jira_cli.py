@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.connectors.jira_support import (  # noqa: F401  (fixtures)
     jira_project_fixture,
     jira_sleeps_fixture,
     searches_of,
+    served,
 )
 from tests.fakes.jira import SEARCH, FakeJira
 from tests.faults.harness import highmark_env
@@ -213,3 +215,36 @@ def test_a_scoped_token_works_through_the_gateway_url_only(
     assert hm.target() == expected(jira)
     assert all(r.path.startswith(f"/ex/jira/{jira.cloud_id}/") for r in jira.requests[-3:])
     assert hm.raw("PROJ-1")["self"].startswith(jira.gateway_url)
+
+
+# ---------------------------------------------------------------------- marks by hand
+
+
+def test_watermark_show_and_set_per_project_backfills_one_project(
+    jira: FakeJira, jira_project: Make
+) -> None:
+    """`watermark set --source-table PROJ` moves one project's mark (a backfill): the next run
+    reads PROJ from there and TEST from its own mark. `metrics` and `status` know the job."""
+    jira.seed("PROJ", 4, start=DAY_AGO)
+    jira.seed("TEST", 4, start=DAY_AGO)
+    hm = jira_project()
+    hm.ok()
+    marks = hm.marks()
+
+    shown = hm.cli("watermark", "show", JOB, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert {m["source_table"] for m in json.loads(shown.stdout)} == {"PROJ", "TEST"}
+    backfill = hm.cli("watermark", "set", JOB, "2026-01-14T12:01:30Z", "--source-table", "PROJ")
+    assert backfill.exit_code == 0, backfill.output
+    assert hm.marks() == {**marks, "PROJ": datetime(2026, 1, 14, 12, 1, 30, tzinfo=UTC)}
+    before = len(jira.searches)
+
+    run = hm.ok()
+
+    assert sorted(served(searches_of(jira, "PROJ", before))) == ["PROJ-2", "PROJ-3", "PROJ-4"]
+    assert served(searches_of(jira, "TEST", before)) == ["TEST-4"]
+    assert (run.rows_read, run.rows_written, run.rows_updated) == (4, 0, 0)
+    assert hm.marks() == marks
+    metrics = hm.cli("metrics")
+    assert metrics.exit_code == 0 and 'job_id="issues"' in metrics.stdout
+    assert hm.cli("status").exit_code == 0
