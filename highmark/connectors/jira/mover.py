@@ -3,11 +3,13 @@ page with the search's ``nextPageToken``.
 
 Each project is one search (highmark/connectors/jira/issues.py builds its JQL): issues updated at
 or after the project's mark, in the user's time zone, to the minute. A page is written in one
-target transaction, then checkpointed with the token of the next page; a resumed run asks for
-that page again with the same JQL. A token Jira no longer takes (it expires after 7 days) starts
-the project's search over from its mark: nothing was committed past it. The mark committed per
-project is the greatest ``updated`` loaded, kept ``lag`` behind Jira's clock when the search
-began, so an issue the search index had not caught up with is found by a later run.
+target transaction, then checkpointed in one save with the token of the next page (or as the
+project's last); a resumed run asks for that page again with the same JQL. A token Jira no longer
+takes (it expires after 7 days) starts the project's search over from its mark: nothing was
+committed past it. A token that comes back within one search would page forever: the run stops.
+The mark committed per project is the greatest ``updated`` loaded, kept ``lag`` behind Jira's
+clock when the search began, so an issue the search index had not caught up with is found by a
+later run.
 """
 
 from __future__ import annotations
