@@ -141,7 +141,7 @@ class JiraMover:
             if not done and token in sent:
                 raise SourceError(
                     f"jira: the search of {project} came back to a page it had served (the same "
-                    f"nextPageToken after {len(sent)} pages): stopped rather than loop",
+                    f"nextPageToken after {len(sent) + 1} pages): stopped rather than loop",
                     retryable=True,
                     project=project,
                 )
