@@ -15,6 +15,7 @@ later run.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -116,46 +117,62 @@ class JiraMover:
         )
         source = self.job.source
         sent: set[str] = set()  # the tokens of this search: one coming back would never end
-        while True:
-            ctx.check()
-            ctx.set_phase("reading")
-            try:
-                page = self._api.search(jql, source.fields, source.max_results, token)
-            except ApiError as exc:
-                if token is None or exc.status != 400:
-                    raise
-                # An expired or unknown page token: nothing past the mark was committed, so the
-                # search starts over from it (pages already written are written again: upserts).
-                ctx.note(f"{project}: the page token was refused ({exc}); searched again")
-                token = None
-                sent.clear()
-                self._save(next_page_token=None)
-                continue
-            if token is not None:
-                sent.add(token)
-            bounds = self.state.project_bounds
-            if project not in bounds:
-                bounds = {**bounds, project: self._api.now() - self.job.lag}
-            token = page.get("nextPageToken") or None
-            done = bool(page.get("isLast")) or not token
-            if not done and token in sent:
-                raise SourceError(
-                    f"jira: the search of {project} came back to a page it had served (the same "
-                    f"nextPageToken after {len(sent) + 1} pages): stopped rather than loop",
-                    retryable=True,
-                    project=project,
-                )
-            # The page's checkpoint, saved once it is written: where the next page starts, or
-            # that the project is done.
-            progress: dict[str, Any] = {"project_bounds": bounds, "next_page_token": None}
-            if done:
-                progress["projects_processed"] = [*self.state.projects_processed, project]
-                progress["current_project"] = None
-            else:
-                progress["next_page_token"] = token
-            self._write_page(project, page.get("issues") or [], progress)
-            if done:
-                break
+        # The next page is fetched while this one is written (its token comes with this page):
+        # a run waits for Jira or for the target, not for one after the other.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="highmark-jira")
+        ahead: Future[dict[str, Any]] | None = None
+        try:
+            while True:
+                ctx.check()
+                ctx.set_phase("reading")
+                asked = token
+                try:
+                    if ahead is not None:
+                        page = ahead.result()
+                    else:
+                        page = self._api.search(jql, source.fields, source.max_results, asked)
+                except ApiError as exc:
+                    ahead = None
+                    if asked is None or exc.status != 400:
+                        raise
+                    # An expired or unknown page token: nothing past the mark was committed, so
+                    # the search starts over from it (pages written again are upserts).
+                    ctx.note(f"{project}: the page token was refused ({exc}); searched again")
+                    token = None
+                    sent.clear()
+                    self._save(next_page_token=None)
+                    continue
+                ahead = None
+                if asked is not None:
+                    sent.add(asked)
+                bounds = self.state.project_bounds
+                if project not in bounds:
+                    bounds = {**bounds, project: self._api.now() - self.job.lag}
+                token = page.get("nextPageToken") or None
+                done = bool(page.get("isLast")) or not token
+                if not done and token in sent:
+                    raise SourceError(
+                        f"jira: the search of {project} came back to a page it had served (the "
+                        f"same nextPageToken after {len(sent) + 1} pages): stopped rather than "
+                        "loop",
+                        retryable=True,
+                        project=project,
+                    )
+                # The page's checkpoint, saved once it is written: where the next page starts,
+                # or that the project is done.
+                progress: dict[str, Any] = {"project_bounds": bounds, "next_page_token": None}
+                if done:
+                    progress["projects_processed"] = [*self.state.projects_processed, project]
+                    progress["current_project"] = None
+                else:
+                    progress["next_page_token"] = token
+                    args = (jql, source.fields, source.max_results, token)
+                    ahead = pool.submit(self._api.search, *args)
+                self._write_page(project, page.get("issues") or [], progress)
+                if done:
+                    break
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _write_page(
         self, project: str, issues: list[dict[str, Any]], progress: dict[str, Any]
