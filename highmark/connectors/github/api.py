@@ -17,10 +17,35 @@ from highmark.errors import ApiError
 
 # Errors that mean "this query asked for too much at once": ask again for less.
 TOO_BIG = frozenset({"RESOURCE_LIMITS_EXCEEDED", "MAX_NODE_LIMIT_EXCEEDED"})
+BAD_CURSOR = "INVALID_CURSOR_ARGUMENTS"
 
 
-class QueryTooBig(Exception):
-    """GitHub cut the answer short (partial data): the caller asks for a smaller page."""
+class QueryTooBig(ApiError):
+    """GitHub cut the answer short (partial data): the caller asks for a smaller page. Retryable
+    if it reaches the run (a smaller page could not be asked for)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(
+            f"github: the answer was cut short even for the smallest pages: {message}",
+            retryable=True,
+            service="github",
+            status=200,
+            code=code,
+        )
+
+
+class CursorRefused(ApiError):
+    """GitHub does not take a cursor (a checkpoint's, edited or from another cursor format): the
+    caller starts that list over."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            f"github: a cursor was refused: {message}",
+            retryable=False,
+            service="github",
+            status=200,
+            code=BAD_CURSOR,
+        )
 
 
 class GitHubApi:
@@ -43,7 +68,9 @@ class GitHubApi:
 
     def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run ``query``; return its ``data``. NOT_FOUND for a repository and other GraphQL errors
-        are permanent ApiErrors; a partial answer raises :class:`QueryTooBig`."""
+        are permanent ApiErrors; a partial answer raises :class:`QueryTooBig`, a refused cursor
+        :class:`CursorRefused`. A ``node`` that is not found (a pull request deleted since it
+        was listed) is ``None`` in the data."""
         reply = self.http.exchange(
             "POST", self.url, json={"query": query, "variables": variables or {}}
         )
@@ -54,7 +81,7 @@ class GitHubApi:
         body = reply.body if isinstance(reply.body, dict) else {}
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
         if errors:
-            self._raise_for(errors, variables or {})
+            self._raise_for(errors, variables or {})  # returns for a node that is gone
         data = body.get("data")
         if not isinstance(data, dict):
             raise ApiError(
@@ -71,8 +98,14 @@ class GitHubApi:
 
     def _raise_for(self, errors: list[dict[str, Any]], variables: dict[str, Any]) -> None:
         types = {str(e.get("type")) for e in errors}
-        if types & TOO_BIG:
-            raise QueryTooBig(str(errors[0].get("message")))
+        if too_big := types & TOO_BIG:
+            raise QueryTooBig(str(errors[0].get("message")), min(too_big))
+        if BAD_CURSOR in types:
+            refused = next(e for e in errors if e.get("type") == BAD_CURSOR)
+            raise CursorRefused(str(refused.get("message")))
+        if all(e.get("type") == "NOT_FOUND" and (e.get("path") or [None])[0] == "node"
+               for e in errors):  # fmt: skip
+            return
         first = errors[0]
         if first.get("type") == "NOT_FOUND":
             what = first.get("path") or ["node"]
