@@ -162,11 +162,13 @@ def normal(column: str, value: Any) -> Any:
     return value
 
 
-def target_rows(engine: Engine, prefix: str = "github_") -> Rows:
-    """Every row of the four tables, normalised, by id."""
+def target_rows(
+    engine: Engine, prefix: str = "github_", entities: Iterable[str] = ENTITIES
+) -> Rows:
+    """Every row of the tables of ``entities``, normalised, by id."""
     rows: Rows = {}
     with engine.connect() as conn:
-        for name in ENTITIES:
+        for name in entities:
             columns = COLUMNS[name]
             found = conn.execute(text(f"SELECT {', '.join(columns)} FROM {prefix}{name}")).all()
             rows[name] = sorted(

@@ -6,7 +6,8 @@ clock (waits pass instantly), into SQLite.
 * RATE_LIMITED on page 3 (both spellings) waits until the reset and asks again for the same
   cursor; a reset further off than the client waits fails the run (retryable), and the next run
   resumes from the checkpoint's cursor: no duplicates, no gaps;
-* a 502/504 in the middle of the scan is retried at the same cursor;
+* a 502/504, a dropped connection or a body cut short in the middle of the scan is retried at
+  the same cursor;
 * a partial answer (RESOURCE_LIMITS_EXCEEDED) makes the connector ask for smaller pages, nested
   ones included;
 * a cursor GitHub refuses makes the connector start that list over (the scan stops at the mark;
@@ -172,19 +173,21 @@ def test_a_reset_further_off_than_the_client_waits_fails_the_run_and_the_next_re
 # ------------------------------------------------------------------ timeouts and partial answers
 
 
-@pytest.mark.parametrize("status", [502, 504])
-def test_a_timeout_mid_scan_is_retried_at_the_same_cursor(
-    status: int, github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
+@pytest.mark.parametrize("fault", ["502", "504", "reset", "truncated"])
+def test_a_timeout_or_broken_answer_mid_scan_is_retried_at_the_same_cursor(
+    fault: str, github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
 ) -> None:
     project, url = _setup(github, tmp_path)
-    github.timeout(status, on_request=3)
+    if fault.isdigit():
+        github.timeout(int(fault), on_request=3)
+    else:
+        github.fail(fault, on_request=3)  # the connection dropped; a body cut short
 
     run = _ok(project.run(JOB))
 
-    assert [r.status for r in github.requests[:4]] == [200, 200, status, 200]
-    calls = page_calls(github)  # the 502 never reached the GraphQL log
-    assert github.requests[2].json == github.requests[3].json
-    assert len(calls) == 5  # 9 PRs in pages of 2, each asked for once
+    assert [r.status for r in github.requests[:4]] == [200, 200, github.requests[2].status, 200]
+    assert github.requests[2].json == github.requests[3].json  # the same cursor again
+    assert len(page_calls(github)) == 5  # 9 PRs in pages of 2, each answered once
     _assert_loaded_once(run, github, engine_for(url))
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 import highmark
@@ -32,6 +33,7 @@ from tests.connectors.github_support import (
     raw_objects,
     record_count,
     seed_two_repositories,
+    target_rows,
     target_rows_of,
     write_github_project,
 )
@@ -212,3 +214,26 @@ def test_force_push_and_deleted_children_are_removed_when_the_pr_is_synced_again
     assert third.run_status is RunStatus.SUCCESS, third.error_message
     assert_target_equals_model(engine, github, REPOS)
     assert (third.rows_written, third.rows_updated, third.rows_deleted) == (2, 1, 200)
+
+
+def test_some_entities_under_another_prefix(
+    github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    github.seed("acme/api", 5, commits=lambda i: 120 if i == 1 else 2, reviews=1, comments=1)
+    url = f"sqlite:///{tmp_path / 'dw.db'}"
+    job = github_job(["acme/api"], entities=["commits", "comments"], page_size=2)
+    job["target"]["prefix"] = "gh_"
+    project = highmark.Project.load(write_github_project(tmp_path, github, url, job))
+
+    run = project.run(JOB)
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    engine = engine_for(url)
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+    assert tables == {"gh_commits", "gh_comments"}
+    model = model_rows(github, ["acme/api"])
+    for entity in ("commits", "comments"):
+        assert target_rows(engine, "gh_", [entity])[entity] == model[entity]
+    assert run.rows_read == len(model["commits"]) + len(model["comments"])
+    assert {w.source_table for w in project.watermarks(JOB)} == {"acme/api"}

@@ -198,7 +198,7 @@ class GitHubMover:
             rows = [queries.pull_request_row(n, repository) for n in prs]
             changes.append(EntityChanges("pull_requests", rows))
         pending: dict[str, PendingPullRequest] = {}
-        read = len(prs)
+        read = len(prs) if self._with_prs else 0  # records of the selected entities
         for connection in self.children:
             rows, complete = [], []
             for pr in prs:
@@ -232,7 +232,7 @@ class GitHubMover:
         failpoints.reach("after_target_commit")
         self.ctx.add(
             _with_read(counts, read),
-            detail=f"{repository}: {self.state.total_prs_processed + len(prs)} pull requests",
+            detail=f"{self.state.total_prs_processed + len(prs)} pull requests ({repository})",
         )
         greatest = max((_ts(p["updatedAt"]) for p in prs), default=None)
         marks = dict(self.state.repository_marks)
