@@ -89,8 +89,9 @@ def write_github_project(
 
 def seed_two_repositories(fake: FakeGitHub) -> None:
     """``acme/api``: 7 PRs with commits, reviews and comments, #3 with 250 commits and #4 with
-    130 comments (longer than a nested page); ``acme/web``: 6 PRs. Every PR before the fake's
-    now, a minute apart."""
+    130 comments (longer than a nested page); ``acme/web``: 6 PRs, some by a deleted user, one
+    merged, one closed, one a draft, a comment with quotes, a backslash and an emoji. Every PR
+    before the fake's now, a minute apart, newest last."""
     fake.seed(
         "acme/api",
         7,
@@ -98,7 +99,14 @@ def seed_two_repositories(fake: FakeGitHub) -> None:
         reviews=lambda i: i % 3,
         comments=lambda i: 130 if i == 3 else 2,
     )
-    fake.seed("acme/web", 6, commits=1, reviews=1, comments=lambda i: i)
+    web = fake.seed("acme/web", 6, commits=1, reviews=1, comments=lambda i: i,
+                    authors=("alice", None))  # fmt: skip
+    fake.update_pr("acme/web", 2, state="MERGED", at=web[1].updated_at)
+    fake.update_pr("acme/web", 3, state="CLOSED", at=web[2].updated_at)
+    fake.update_pr(
+        "acme/web", 4, is_draft=True, title='WIP: ünïcode \\ "quoted"', at=web[3].updated_at
+    )
+    fake.add_comment("acme/web", 5, body='It\'s "done" \\o/ 🚀\nnext line', at=web[4].updated_at)
 
 
 def model_rows(fake: FakeGitHub, repositories: Iterable[str]) -> Rows:

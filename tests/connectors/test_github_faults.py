@@ -3,6 +3,7 @@ clock (waits pass instantly), into SQLite.
 
 * a secondary rate limit with ``retry-after`` waits that long once; without it, at least 60 s and
   then longer, never hammering;
+* a budget GitHub says is spent is waited for before the next query (never a refused query);
 * RATE_LIMITED on page 3 (both spellings) waits until the reset and asks again for the same
   cursor; a reset further off than the client waits fails the run (retryable), and the next run
   resumes from the checkpoint's cursor: no duplicates, no gaps;
@@ -140,6 +141,35 @@ def test_rate_limited_on_page_3_waits_for_the_reset_and_asks_for_the_same_cursor
     assert _gaps(calls)[2] >= 1 and calls[3].status == 200
     assert calls[3].variables["after"] == calls[2].variables["after"] is not None
     _assert_loaded_once(run, github, engine_for(url))
+
+
+@pytest.mark.parametrize("window", [600, 3600])
+def test_a_spent_budget_is_waited_for_before_the_next_query_not_after_a_refusal(
+    window: int, github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    project, url = _setup(github, tmp_path)
+    github.rate_limit_window = float(window)
+    github.tokens[github.token].limit = 3  # three pages' worth of points an hour... or less
+
+    run = project.run(JOB)
+
+    calls = page_calls(github)
+    assert all(not c.errors for c in calls)  # never refused: the budget was watched
+    if window == 3600:  # the reset is further off than the client waits: a later run goes on
+        assert run.run_status is RunStatus.FAILED and len(calls) == 3
+        assert run.error_details is not None and run.error_details["retryable"] is True
+        assert "rate limit of the token of connection 'github' is spent" in (
+            run.error_message or ""
+        )
+        github.clock.advance(window)
+        runs = [run, _ok(project.run(JOB))]
+    else:
+        runs = [_ok(run)]
+        assert len(calls) == 5
+        reset = calls[0].request.at.replace(microsecond=0) + timedelta(seconds=window)
+        assert calls[3].request.at >= reset  # the fourth page waited for the new window
+    assert all(not c.errors for c in page_calls(github))
+    _assert_loaded_once(runs, github, engine_for(url))
 
 
 def test_a_reset_further_off_than_the_client_waits_fails_the_run_and_the_next_resumes(

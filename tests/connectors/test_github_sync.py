@@ -69,7 +69,7 @@ def test_first_then_incremental_sync(
     assert first.run_status is RunStatus.SUCCESS, first.error_message
     model = model_rows(github, REPOS)
     assert_target_equals_model(engine, github, REPOS)
-    assert len(model["commits"]) == 250 + 6 * 3 + 6 and len(model["comments"]) == 130 + 12 + 15
+    assert len(model["commits"]) == 250 + 6 * 3 + 6 and len(model["comments"]) == 130 + 12 + 16
     total = record_count(model)
     assert len(page_calls(github, "acme/api")) == 4 and len(page_calls(github, "acme/web")) == 3
     assert (first.rows_read, first.rows_written, first.rows_updated, first.rows_deleted) == (
