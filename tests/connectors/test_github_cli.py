@@ -290,3 +290,36 @@ def test_a_config_error_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"highmark: error: {path}:") and "source.entities.0" in line
+
+
+# ------------------------------------------------------------------------------ marks by hand
+
+
+def test_watermark_set_and_reset_on_a_github_job(github: FakeGitHub, tmp_path: Path) -> None:
+    _seeded(github)  # five PRs per repository, a minute apart, two hours old
+    path = write_github_project(
+        tmp_path, github, f"sqlite:///{tmp_path / 'dw.db'}", github_job(REPOS, page_size=2)
+    )
+    project = highmark.Project.load(path)
+    third = github.pr("acme/api", 3).updated_at
+
+    fifth = github.pr("acme/web", 5).updated_at
+    result = highmark_cli(path, "watermark", "set", JOB, f"{third:%Y-%m-%dT%H:%M:%SZ}")
+    assert result.exit_code == 0, result.output
+    one = ["--source-table", "acme/web"]
+    result = highmark_cli(path, "watermark", "set", JOB, f"{fifth:%Y-%m-%dT%H:%M:%SZ}", *one)
+    assert result.exit_code == 0, result.output
+    shown = highmark_cli(path, "watermark", "show", JOB).stdout.splitlines()
+    assert [line.split(".")[0] for line in shown] == [f"{JOB}: acme/api", f"{JOB}: acme/web"]
+    run = project.run(JOB)
+
+    # acme/api starts at the mark set for all (PRs #3, #4 and #5), acme/web at its own (#5).
+    assert run.run_status is RunStatus.SUCCESS and run.rows_read == 4 * 5
+    assert run.watermark_start is not None and run.watermark_start == fifth
+
+    assert highmark_cli(path, "watermark", "reset", JOB).exit_code == 0
+    assert project.watermarks(JOB) == []
+    github.clear_log()
+    run = project.run(JOB)
+    assert run.rows_read == 2 * 5 * 5 and run.rows_written == 6 * 5  # the PRs not read before
+    assert len(page_calls(github, "acme/api")) == 3

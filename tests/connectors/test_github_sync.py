@@ -7,6 +7,7 @@
   shows it) and loads only the changes, counting only what really changed;
 * a PR updated while the scan pages (it jumps over the cursor) is missed by that run and found by
   the next;
+* the mark stays `lag` behind GitHub's clock (its Date header), whatever this machine's says;
 * a force-push removes commits and a deleted comment disappears once the PR is synced again,
   also when its children come over several pages.
 """
@@ -21,6 +22,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 import highmark
+from highmark import clock
 from highmark.models import RunStatus
 from tests.connectors.github_support import (
     JOB,
@@ -237,3 +239,27 @@ def test_some_entities_under_another_prefix(
         assert target_rows(engine, "gh_", [entity])[entity] == model[entity]
     assert run.rows_read == len(model["commits"]) + len(model["comments"])
     assert {w.source_table for w in project.watermarks(JOB)} == {"acme/api"}
+
+
+def test_the_mark_keeps_its_lag_behind_githubs_clock_not_this_machines(
+    github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    github.seed("acme/api", 3, commits=1)
+    github.touch_pr("acme/api", 1)  # updated at GitHub's now
+    url = f"sqlite:///{tmp_path / 'dw.db'}"
+    project = highmark.Project.load(
+        write_github_project(tmp_path, github, url, github_job(["acme/api"]))
+    )
+    # This machine's clock runs an hour ahead of GitHub's.
+    clock.set_clock(lambda: github.clock.now() + timedelta(hours=1))
+
+    assert project.run(JOB).run_status is RunStatus.SUCCESS
+
+    github_now = github.clock.now()
+    assert _marks(project) == {"acme/api": github_now - timedelta(minutes=1)}
+    # A PR GitHub stamps a few seconds "earlier" than the last (index lag, another server's
+    # clock) is still found by the next run.
+    github.touch_pr("acme/api", 2, at=github_now - timedelta(seconds=20))
+    github.clock.advance(120)
+    assert project.run(JOB).run_status is RunStatus.SUCCESS
+    assert_target_equals_model(engine_for(url), github, ["acme/api"])
