@@ -66,6 +66,7 @@ def write_github_project(
     job: dict[str, Any] | None = None,
     *,
     token: str | None = None,
+    url: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """``highmark.yml`` in ``directory``: a SQLite control store beside it, the connection
@@ -73,7 +74,11 @@ def write_github_project(
     document: dict[str, Any] = {
         "control": f"sqlite:///{directory / 'control.db'}",
         "connections": {
-            "github": {"type": "github", "token": token or fake.token, "url": fake.graphql_url},
+            "github": {
+                "type": "github",
+                "token": token or fake.token,
+                "url": url or fake.graphql_url,
+            },
             "dw": target_url,
         },
         "jobs": {JOB: job or github_job(["acme/api", "acme/web"])},

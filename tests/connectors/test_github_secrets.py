@@ -21,7 +21,7 @@ from highmark.connectors.github import queries
 from highmark.connectors.github.api import GitHubApi
 from highmark.errors import ApiError
 from highmark.models import RunStatus
-from tests.cli.runner import hm
+from tests.cli.runner import hm, hm_many
 from tests.connectors.github_support import JOB, github_job, write_github_project
 from tests.fakes.github import FakeGitHub
 from tests.faults.invariants import assert_no_secret
@@ -100,12 +100,16 @@ def test_the_token_is_in_no_command_output(github: FakeGitHub, tmp_path: Path) -
     outputs += [
         hm("--debug", "run", JOB, cwd=tmp_path, env=env, code=1),
         hm("run", JOB, cwd=tmp_path, env=env, code=1),
-        hm("--debug", "check", JOB, cwd=tmp_path, env=env, code=1),
-        hm("runs", JOB, "--json", cwd=tmp_path, env=env),
-        hm("status", "--json", cwd=tmp_path, env=env),
-        hm("jobs", "--json", cwd=tmp_path, env=env),
-        hm("checkpoint", "show", JOB, cwd=tmp_path, env=env),
     ]
+    looks = [
+        ("--debug", "check", JOB),
+        ("runs", JOB, "--json"),
+        ("status", "--json"),
+        ("jobs", "--json"),
+        ("checkpoint", "show", JOB),
+    ]
+    outputs += hm_many(looks, cwd=tmp_path, env=env, code=None)
+    assert [r.code for r in outputs[3:]] == [1, 0, 0, 0, 0]
 
     assert "Traceback" in outputs[1].err  # --debug shows the stack, scrubbed
     assert "the token of connection 'github'" in outputs[2].err

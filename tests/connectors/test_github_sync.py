@@ -218,14 +218,17 @@ def test_force_push_and_deleted_children_are_removed_when_the_pr_is_synced_again
     assert (third.rows_written, third.rows_updated, third.rows_deleted) == (2, 1, 200)
 
 
-def test_some_entities_under_another_prefix(
+def test_some_entities_under_another_prefix_from_an_enterprise_server(
     github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
 ) -> None:
     github.seed("acme/api", 5, commits=lambda i: 120 if i == 1 else 2, reviews=1, comments=1)
     url = f"sqlite:///{tmp_path / 'dw.db'}"
     job = github_job(["acme/api"], entities=["commits", "comments"], page_size=2)
     job["target"]["prefix"] = "gh_"
-    project = highmark.Project.load(write_github_project(tmp_path, github, url, job))
+    enterprise = f"{github.url}/api/graphql"  # GitHub Enterprise Server's endpoint
+    project = highmark.Project.load(
+        write_github_project(tmp_path, github, url, job, url=enterprise)
+    )
 
     run = project.run(JOB)
 
@@ -239,6 +242,7 @@ def test_some_entities_under_another_prefix(
         assert target_rows(engine, "gh_", [entity])[entity] == model[entity]
     assert run.rows_read == len(model["commits"]) + len(model["comments"])
     assert {w.source_table for w in project.watermarks(JOB)} == {"acme/api"}
+    assert {r.path for r in github.requests} == {"/api/graphql"}
 
 
 def test_the_mark_keeps_its_lag_behind_githubs_clock_not_this_machines(
