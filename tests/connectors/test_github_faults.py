@@ -117,6 +117,21 @@ def test_secondary_limit_without_retry_after_waits_60s_then_longer(
     _assert_loaded_once(run, github, engine_for(url))
 
 
+def test_a_plain_429_with_retry_after_is_waited_out(
+    github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    """A 429 from something in front of GitHub (a proxy): no GitHub headers, a Retry-After."""
+    project, url = _setup(github, tmp_path)
+    github.fail(status=429, on_request=2, headers={"Retry-After": "30"}, body="Too Many Requests")
+
+    run = _ok(project.run(JOB))
+
+    assert [r.status for r in github.requests[:3]] == [200, 429, 200]
+    assert (github.requests[2].at - github.requests[1].at).total_seconds() == 30
+    assert github.requests[1].json == github.requests[2].json
+    _assert_loaded_once(run, github, engine_for(url))
+
+
 # ------------------------------------------------------------------ the primary limit
 
 

@@ -126,3 +126,40 @@ def test_kill_mid_sync_then_resume(
     marks = {w.source_table: w.last_value_timestamp for w in project.watermarks(JOB)}
     assert marks == {r: max(p.updated_at for p in github.prs(r)) for r in REPOS}
     assert project.checkpoint(JOB) is None
+
+
+def test_killed_again_and_again_each_run_goes_on_from_the_last(
+    github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    now = github.clock.now()
+    github.clock.set(now - timedelta(hours=3))
+    seed_two_repositories(github)
+    github.clock.set(now)
+    url = f"sqlite:///{tmp_path / 'dw.db'}"
+    path = write_github_project(tmp_path, github, url, github_job(REPOS, page_size=2))
+    project = highmark.Project.load(path)
+    asked: list[str] = []
+    progress: list[int] = []
+
+    # Killed in #4's comments, then in #3's commits (the resumed run's second page), then in
+    # acme/web: each time from where the last left off.
+    for nth in (3, 3, 4):
+        killed = run(path, "run", JOB, env=kill_env("after_target_commit", nth))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        checkpoint = project.checkpoint(JOB) or {}
+        progress.append(checkpoint["total_prs_processed"])
+        asked += [_key(c) for c in github.calls[len(asked) :]]
+    assert run(path, "run", JOB).returncode == 0
+    asked += [_key(c) for c in github.calls[len(asked) :]]
+
+    assert progress == sorted(progress) and progress[0] < progress[-1]
+    assert checkpoint["current_repository"] == "acme/web"
+    # Each request was made once, but for the one in flight at each kill.
+    assert len(asked) - len(set(asked)) == 3
+    runs = project.runs(JOB)
+    assert [r.run_status for r in reversed(runs)] == [RunStatus.FAILED] * 3 + [RunStatus.SUCCESS]
+    assert_target_equals_model(engine_for(url), github, REPOS)
+    assert sum(r.rows_updated for r in runs) == 0
+    assert sum(r.rows_written for r in runs) <= record_count(model_rows(github, REPOS))
+    marks = {w.source_table: w.last_value_timestamp for w in project.watermarks(JOB)}
+    assert marks == {r: max(p.updated_at for p in github.prs(r)) for r in REPOS}
