@@ -30,6 +30,7 @@ from highmark.errors import (
 from highmark.lease import LeaseKeeper, abandonment, this_host
 from highmark.models import (
     Counts,
+    LoadType,
     MarkUpdate,
     RunRecord,
     RunStatus,
@@ -148,8 +149,6 @@ class JobRun:
         cancel: CancelToken | None,
         slot: ScheduledSlot | None = None,
     ) -> None:
-        from highmark.models import LoadType
-
         self.store = store
         self.config = config
         self.job = job

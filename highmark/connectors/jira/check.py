@@ -1,12 +1,12 @@
-"""`highmark check` for a Jira job: the email and token work, every project is visible, the
-job's JQL is valid."""
+"""`highmark check` for a Jira job: the email and token work, every project is visible to that
+user, and the job's search (its JQL ANDed with highmark's) runs — each failure with its fix."""
 
 from __future__ import annotations
 
 from highmark.config import ProjectConfig
 from highmark.connectors.jira.api import JiraApi
 from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
-from highmark.connectors.jira.issues import search_jql
+from highmark.connectors.jira.issues import search_jql, user_zone
 from highmark.errors import HighmarkError
 from highmark.findings import Finding, Level
 
@@ -29,18 +29,38 @@ def check(config: ProjectConfig, job: JiraJobSpec) -> list[Finding]:
                 f"set the email and a valid API token on connection '{name}' (tokens expire; "
                 "scoped tokens need the api.atlassian.com gateway URL)")  # fmt: skip
             return findings
-        zone = str(me.get("timeZone") or "UTC")
+        try:
+            zone = user_zone(me)
+        except HighmarkError as exc:
+            add("time zone", Level.FAIL, str(exc), "pip install -U tzdata")
+            return findings
         add("credentials", Level.PASS, f"authenticated as {me.get('emailAddress')} "
             f"(JQL dates are read in {zone})")  # fmt: skip
+        visible = []
         for project in job.source.projects:
             try:
-                api.project(project)
-                api.search(search_jql(project, None, zone, job.source.jql), ["updated"], 1, None)
+                found = api.project(project)
             except HighmarkError as exc:
-                fix = "check the project key, that the user can browse it, and the job's jql"
-                add(f"project {project}", Level.FAIL, str(exc), fix)
+                add(f"project {project}", Level.FAIL, str(exc),
+                    f"check the key (keys are upper case) and that {connection.email} has the "
+                    f"Browse Projects permission on {project}")  # fmt: skip
             else:
-                add(f"project {project}", Level.PASS, "visible, and the search runs")
+                visible.append(project)
+                add(f"project {project}", Level.PASS, f"visible ({found.get('name', project)})")
+        if visible:
+            # One search says whether the JQL is valid: it is the same for every project.
+            jql = search_jql(visible[0], None, zone, job.source.jql)
+            try:
+                api.search(jql, ["updated"], 1, None)
+            except HighmarkError as exc:
+                fix = (
+                    "fix the job's source.jql (Jira's message says where)"
+                    if job.source.jql
+                    else "report this to highmark: its own search was refused"
+                )
+                add("jql", Level.FAIL, str(exc), fix)
+            else:
+                add("jql", Level.PASS, f"the search runs: {jql}")
     finally:
         api.close()
     return findings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, ClassVar
 
@@ -11,7 +12,10 @@ from highmark.config.connections import ApiConnectionSpec, secret
 from highmark.config.jobs import SourceRef
 from highmark.connectors.spec import PREFIX_PATTERN, ApiJobSpec, RecordTarget
 
-PROJECT_KEY_PATTERN = r"^[A-Z][A-Z0-9_]{0,254}$"
+PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
+# ORDER BY anywhere outside a quoted string, whatever the spacing (line breaks included).
+_QUOTED = re.compile(r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'""")
+_ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 # What is asked of every issue: the columns of jira_issues (all of it lands in `raw` too).
 DEFAULT_FIELDS = ("summary", "status", "issuetype", "assignee", "project", "created", "updated")
 REQUIRED_FIELDS = ("project", "updated")
@@ -33,9 +37,7 @@ class JiraConnection(ApiConnectionSpec):
 
 
 class JiraSource(SourceRef):
-    projects: Annotated[
-        list[Annotated[str, Field(pattern=PROJECT_KEY_PATTERN)]], Field(min_length=1)
-    ]
+    projects: Annotated[list[str], Field(min_length=1)]
     jql: str | None = None  # ANDed with highmark's own restriction
     fields: Annotated[list[str], Field(min_length=1)] = Field(
         default_factory=lambda: list(DEFAULT_FIELDS)
@@ -44,7 +46,13 @@ class JiraSource(SourceRef):
 
     @field_validator("projects")
     @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
+    def _keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not PROJECT_KEY.match(key):
+                raise ValueError(
+                    f"{key!r} is not a Jira project key (upper-case letters, digits and _, "
+                    "starting with a letter, as in PROJ)"
+                )
         if len(set(value)) != len(value):
             raise ValueError("lists a project twice")
         return value
@@ -52,9 +60,11 @@ class JiraSource(SourceRef):
     @field_validator("jql")
     @classmethod
     def _no_order(cls, value: str | None) -> str | None:
-        if value is not None and "order by" in value.lower():
+        if value is None or not value.strip():
+            return None
+        if _ORDER_BY.search(_QUOTED.sub('""', value)):
             raise ValueError("must not have ORDER BY (highmark orders the search itself)")
-        return value
+        return value.strip()
 
     @field_validator("fields")
     @classmethod

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from highmark import clock
 from highmark.destinations.entities import Entity, Field, FieldType
+from highmark.errors import SourceError
 
 T, TS = FieldType.TEXT, FieldType.TIMESTAMP
 
@@ -37,9 +38,25 @@ ISSUES = Entity(
 )
 
 
+def user_zone(me: dict[str, Any]) -> str:
+    """The zone JQL dates are read in: the user's ``timeZone`` from ``/rest/api/3/myself``. One
+    this machine does not know would put every literal in the wrong zone: refused, not guessed."""
+    zone = str(me.get("timeZone") or "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SourceError(
+            f"Jira reads {me.get('emailAddress') or 'the user'}'s JQL dates in time zone "
+            f"{zone!r}, which this machine does not know (install or update tzdata)",
+            retryable=False,
+        ) from None
+    return zone
+
+
 def search_jql(project: str, floor: datetime | None, zone: str, extra: str | None) -> str:
-    """The project's issues updated at or after ``floor``, newest first."""
-    parts = [f"project = {project}"]
+    """The project's issues updated at or after ``floor``, newest first. The key is quoted: some
+    keys (``BY``, ``IN``, ``OR``…) are JQL words, a syntax error unquoted."""
+    parts = [f'project = "{project}"']
     if floor is not None:
         parts.append(f'updated >= "{jql_literal(floor, zone)}"')
     if extra:
@@ -64,10 +81,11 @@ def _ambiguous(local: datetime) -> bool:
 
 
 def parse_time(text: str | None) -> datetime | None:
-    """A Jira timestamp (``2016-09-28T23:08:32.097+1000``) as an aware UTC datetime."""
+    """A Jira timestamp (``2016-09-28T23:08:32.097+1000``; without its milliseconds too) as an
+    aware UTC datetime."""
     if not text:
         return None
-    return clock.ensure_utc(datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z"))
+    return clock.ensure_utc(datetime.fromisoformat(text))
 
 
 def issue_row(issue: dict[str, Any], project: str) -> dict[str, Any]:

@@ -3,11 +3,13 @@ page with the search's ``nextPageToken``.
 
 Each project is one search (highmark/connectors/jira/issues.py builds its JQL): issues updated at
 or after the project's mark, in the user's time zone, to the minute. A page is written in one
-target transaction, then checkpointed with the token of the next page; a resumed run asks for
-that page again with the same JQL. A token Jira no longer takes (it expires after 7 days) starts
-the project's search over from its mark: nothing was committed past it. The mark committed per
-project is the greatest ``updated`` loaded, kept ``lag`` behind Jira's clock when the search
-began, so an issue the search index had not caught up with is found by a later run.
+target transaction, then checkpointed in one save with the token of the next page (or as the
+project's last); a resumed run asks for that page again with the same JQL. A token Jira no longer
+takes (it expires after 7 days) starts the project's search over from its mark: nothing was
+committed past it. A token that comes back within one search would page forever: the run stops.
+The mark committed per project is the greatest ``updated`` loaded, kept ``lag`` behind Jira's
+clock when the search began, so an issue the search index had not caught up with is found by a
+later run.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.jira.api import JiraApi
 from highmark.connectors.jira.checkpoint import JiraCheckpoint
 from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
-from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql
+from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql, user_zone
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
-from highmark.errors import ApiError
+from highmark.errors import ApiError, SourceError
 from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
 
 if TYPE_CHECKING:
@@ -52,7 +54,7 @@ class JiraMover:
             sleep=ctx.sleep,
         )  # fmt: skip
         ctx.set_phase("connecting")
-        self.zone = str(self.api.myself().get("timeZone") or "UTC")
+        self.zone = user_zone(self.api.myself())
         self.writer = RecordWriter(
             self.config.resolve(job.target.connection), job.target.prefix, [ISSUES]
         )
@@ -85,11 +87,18 @@ class JiraMover:
             return fresh
         previous = parse_checkpoint(self.job.job_id, JiraCheckpoint, data)
         if previous.full_refresh != self.ctx.full_refresh:
-            log.warning(
-                "job %s: discarding the checkpoint of run %s", self.job.job_id, previous.run_id
-            )
+            kind = "a full refresh" if previous.full_refresh else "an incremental run"
+            note = f"the checkpoint of run {previous.run_id} ({kind}) was discarded"
+            log.warning("job %s: %s", self.job.job_id, note)
+            self.ctx.note(note)
             return fresh
-        return previous.model_copy(update={"run_id": self.ctx.run_id, "recovery_mode": True})
+        return previous.model_copy(
+            update={
+                "run_id": self.ctx.run_id,
+                "recovery_mode": True,
+                "max_results": self.job.source.max_results,
+            }
+        )
 
     # ------------------------------------------------------------------ a project
 
@@ -106,6 +115,7 @@ class JiraMover:
             current_project=project, last_jql=jql, last_sync_date=floor, next_page_token=token
         )
         source = self.job.source
+        sent: set[str] = set()  # the tokens of this search: one coming back would never end
         while True:
             ctx.check()
             ctx.set_phase("reading")
@@ -118,23 +128,38 @@ class JiraMover:
                 # search starts over from it (pages already written are written again: upserts).
                 ctx.note(f"{project}: the page token was refused ({exc}); searched again")
                 token = None
+                sent.clear()
                 self._save(next_page_token=None)
                 continue
-            if project not in self.state.project_bounds:
-                bound = self._api.now() - self.job.lag
-                self._save(project_bounds={**self.state.project_bounds, project: bound})
-            self._write_page(project, page.get("issues") or [])
+            if token is not None:
+                sent.add(token)
+            bounds = self.state.project_bounds
+            if project not in bounds:
+                bounds = {**bounds, project: self._api.now() - self.job.lag}
             token = page.get("nextPageToken") or None
-            if page.get("isLast") or not token:
+            done = bool(page.get("isLast")) or not token
+            if not done and token in sent:
+                raise SourceError(
+                    f"jira: the search of {project} came back to a page it had served (the same "
+                    f"nextPageToken after {len(sent) + 1} pages): stopped rather than loop",
+                    retryable=True,
+                    project=project,
+                )
+            # The page's checkpoint, saved once it is written: where the next page starts, or
+            # that the project is done.
+            progress: dict[str, Any] = {"project_bounds": bounds, "next_page_token": None}
+            if done:
+                progress["projects_processed"] = [*self.state.projects_processed, project]
+                progress["current_project"] = None
+            else:
+                progress["next_page_token"] = token
+            self._write_page(project, page.get("issues") or [], progress)
+            if done:
                 break
-            self._save(next_page_token=token)
-        self._save(
-            projects_processed=[*self.state.projects_processed, project],
-            current_project=None,
-            next_page_token=None,
-        )
 
-    def _write_page(self, project: str, issues: list[dict[str, Any]]) -> None:
+    def _write_page(
+        self, project: str, issues: list[dict[str, Any]], progress: dict[str, Any]
+    ) -> None:
         rows = [issue_row(issue, project) for issue in issues]
         self.ctx.set_phase("writing")
         if rows:
@@ -155,6 +180,7 @@ class JiraMover:
             total_issues_processed=total,
             last_issue_key=rows[-1]["key"] if rows else self.state.last_issue_key,
             project_marks=marks,
+            **progress,
         )
 
     @property
