@@ -3,6 +3,7 @@ conversation comments, through the GraphQL API (shared/api-contracts.md §1).
 
     config.py      the connection and the job in highmark.yml
     api.py         the GraphQL endpoint: queries in, data out, GitHub's clock, its errors
+    budget.py      the token's point budget: wait for the reset rather than be refused
     queries.py     the queries, and nodes as rows
     entities.py    the target tables
     checkpoint.py  checkpoint_data (the reference's keys)

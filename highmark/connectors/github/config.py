@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, ClassVar, Literal
 
@@ -19,7 +20,7 @@ def _all_entities() -> list[Entity]:
     return ["pull_requests", "commits", "reviews", "comments"]
 
 
-REPOSITORY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$"
+REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 
 
 class GitHubConnection(ApiConnectionSpec):
@@ -34,22 +35,32 @@ class GitHubConnection(ApiConnectionSpec):
     @classmethod
     def _secret(cls, value: str) -> str:
         secret(value)
+        if not value.strip():
+            raise ValueError("is empty")
         return value
 
 
 class GitHubSource(SourceRef):
-    repositories: Annotated[
-        list[Annotated[str, Field(pattern=REPOSITORY_PATTERN)]], Field(min_length=1)
-    ]
+    repositories: Annotated[list[str], Field(min_length=1)]
     entities: Annotated[list[Entity], Field(min_length=1)] = Field(default_factory=_all_entities)
     page_size: Annotated[int, Field(ge=1, le=100)] = 50  # pull requests per request
     nested_page_size: Annotated[int, Field(ge=1, le=100)] = 100  # commits… per pull request
 
-    @field_validator("repositories", "entities")
+    @field_validator("repositories")
+    @classmethod
+    def _repositories(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not REPOSITORY.match(name):
+                raise ValueError(f"{name!r} is not a repository as owner/name (acme/api)")
+        if len({name.lower() for name in value}) != len(value):  # GitHub ignores case
+            raise ValueError("lists a repository twice")
+        return value
+
+    @field_validator("entities")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError("lists an item twice")
+            raise ValueError("lists an entity twice")
         return value
 
 

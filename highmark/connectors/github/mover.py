@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from highmark import clock, failpoints
 from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.github import queries
-from highmark.connectors.github.api import GitHubApi, QueryTooBig
+from highmark.connectors.github.api import CursorRefused, GitHubApi, QueryTooBig
 from highmark.connectors.github.checkpoint import GitHubCheckpoint, PendingPullRequest
 from highmark.connectors.github.config import GitHubConnection, GitHubJobSpec
 from highmark.connectors.github.entities import CHILDREN, STAMP, entities
@@ -51,6 +51,9 @@ class GitHubMover:
         self.children = [c for c in CHILDREN if c in job.source.entities]
         self.api: GitHubApi | None = None
         self.writer: RecordWriter | None = None
+        # What a page asks for: halved when GitHub cuts an answer short (resource limits).
+        self.page_size = job.source.page_size
+        self.nested_size = job.source.nested_page_size
 
     # ------------------------------------------------------------------ outline
 
@@ -117,7 +120,6 @@ class GitHubMover:
         floor = None if ctx.full_refresh or mark is None else mark.last_value_timestamp
         self._drain_pending(repository)
         owner, name = repository.split("/", 1)
-        page_size = self.job.source.page_size
         while True:
             ctx.check()
             ctx.set_phase("reading")
@@ -127,17 +129,19 @@ class GitHubMover:
                     {
                         "owner": owner,
                         "name": name,
-                        "pageSize": page_size,
+                        "pageSize": self.page_size,
                         "after": cursor,
-                        "nested": self.job.source.nested_page_size,
+                        "nested": self.nested_size,
                     },
                 )
-            except QueryTooBig:
-                if page_size == 1:
+            except QueryTooBig as exc:
+                self._shrink(exc, nested_only=False)
+                continue
+            except CursorRefused:
+                if cursor is None:
                     raise
-                page_size = max(1, page_size // 2)
-                log.warning("job %s: GitHub cut a page short; asking %s at a time",
-                            self.job.job_id, page_size)  # fmt: skip
+                self._refused(f"the pull requests of {repository}")
+                cursor = None
                 continue
             if repository not in self.state.repository_bounds:
                 bound = self._api.now() - self.job.lag
@@ -155,6 +159,26 @@ class GitHubMover:
             current_repository=None,
             last_pr_cursor=None,
         )
+
+    def _shrink(self, exc: QueryTooBig, *, nested_only: bool) -> None:
+        """Ask for fewer pull requests per page, else for fewer nested records; raise ``exc``
+        when both are down to one."""
+        if not nested_only and self.page_size > 1:
+            self.page_size = max(1, self.page_size // 2)
+        elif self.nested_size > 1:
+            self.nested_size = max(1, self.nested_size // 2)
+        else:
+            raise exc
+        log.warning(
+            "job %s: GitHub cut an answer short; asking %s pull requests and %s nested records "
+            "at a time",
+            self.job.job_id, self.page_size, self.nested_size,
+        )  # fmt: skip
+
+    def _refused(self, what: str) -> None:
+        text = f"GitHub refused the saved cursor of {what}: reading them again from the start"
+        log.warning("job %s: %s", self.job.job_id, text)
+        self.ctx.note(text)
 
     @property
     def _with_prs(self) -> bool:
@@ -174,7 +198,7 @@ class GitHubMover:
             rows = [queries.pull_request_row(n, repository) for n in prs]
             changes.append(EntityChanges("pull_requests", rows))
         pending: dict[str, PendingPullRequest] = {}
-        read = len(prs)
+        read = len(prs) if self._with_prs else 0  # records of the selected entities
         for connection in self.children:
             rows, complete = [], []
             for pr in prs:
@@ -208,7 +232,7 @@ class GitHubMover:
         failpoints.reach("after_target_commit")
         self.ctx.add(
             _with_read(counts, read),
-            detail=f"{repository}: {self.state.total_prs_processed + len(prs)} pull requests",
+            detail=f"{self.state.total_prs_processed + len(prs)} pull requests ({repository})",
         )
         greatest = max((_ts(p["updatedAt"]) for p in prs), default=None)
         marks = dict(self.state.repository_marks)
@@ -236,14 +260,21 @@ class GitHubMover:
     ) -> PendingPullRequest:
         self.ctx.check()
         self.ctx.set_phase("reading")
-        data = self._api.query(
-            queries.children_query(connection),
-            {
-                "id": entry.node_id,
-                "nested": self.job.source.nested_page_size,
-                "after": getattr(entry, CURSOR_KEYS[connection]),
-            },
-        )
+        cursor = getattr(entry, CURSOR_KEYS[connection])
+        try:
+            data = self._api.query(
+                queries.children_query(connection),
+                {"id": entry.node_id, "nested": self.nested_size, "after": cursor},
+            )
+        except QueryTooBig as exc:
+            self._shrink(exc, nested_only=True)
+            return entry
+        except CursorRefused:
+            if cursor is None:
+                raise
+            # The stamp makes a restart safe: rows read again keep it, the last page replaces.
+            self._refused(f"the {connection} of pull request {entry.node_id}")
+            return entry.model_copy(update={CURSOR_KEYS[connection]: None})
         node = data.get("node")
         if not node:  # the pull request is gone: nothing more to read
             done = entry.model_copy(update={f"{connection}_done": True})
