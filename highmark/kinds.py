@@ -22,6 +22,8 @@ SQL = "sql"
 CONNECTORS: dict[str, str] = {
     "github": "highmark.connectors.github",
     "jira": "highmark.connectors.jira",
+    "msgraph": "highmark.connectors.msgraph",
+    "fabric": "highmark.connectors.fabric",
 }
 
 

@@ -164,6 +164,7 @@ class JobRun:
         self.notes: list[str] = list(slot.notes) if slot is not None else []
         self.lease: LeaseKeeper | None = None
         self.previous_checkpoint: dict[str, Any] | None = None
+        self.kept_checkpoint: dict[str, Any] | None = None
         self.marks: dict[str, WatermarkRecord] = {}
         self.mark_specs = {spec.source_table: spec for spec in job.marks()}
         self.mover: Mover | None = None
@@ -203,6 +204,7 @@ class JobRun:
                 marks=updates,
                 mark_tables=list(self.mark_specs),
                 notes=self.notes,
+                checkpoint=self.kept_checkpoint,
             )
         except LeaseLostError:
             raise
@@ -302,6 +304,9 @@ class JobRun:
         if self.store.save_checkpoint(self.handle, data, self.counts):
             self.cancel.cancel("cancelled by request (highmark cancel)")
         self.phase = "reading"
+
+    def keep_checkpoint(self, data: dict[str, Any] | None) -> None:
+        self.kept_checkpoint = data
 
     def check(self) -> None:
         self.cancel.check()

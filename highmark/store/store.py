@@ -470,11 +470,13 @@ class ControlStore:
         marks: Sequence[MarkUpdate] = (),
         mark_tables: Sequence[str] = (),
         notes: list[str] | None = None,
+        checkpoint: dict[str, Any] | None = None,
     ) -> RunRecord:
         """End a run ``success`` and move its marks, in one transaction.
 
-        Each mark moves only forward; the checkpoint is cleared. ``watermark_end`` is the greatest
-        of the job's marks on ``mark_tables`` after the move.
+        Each mark moves only forward; the checkpoint becomes ``checkpoint`` (by default it is
+        cleared: what a job keeps for its next run, such as a Graph delta link, is set here).
+        ``watermark_end`` is the greatest of the job's marks on ``mark_tables`` after the move.
         """
         with self._begin("cannot finish the run") as connection:
             now = self._now(connection)
@@ -496,7 +498,7 @@ class ControlStore:
             connection.execute(
                 update(etl_jobs)
                 .where(etl_jobs.c.job_id == handle.job_id)
-                .values(checkpoint_data=None)
+                .values(checkpoint_data=checkpoint)
             )
             failpoints.reach("during_final_commit")
         return self.get_run(handle.run_id)
