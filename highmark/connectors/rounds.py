@@ -5,6 +5,12 @@ neither has an ``updatedAt`` to keep a mark on. Their jobs keep one ``etl_waterm
 entity (``users``, ``groups``, ``workspaces``), ``watermark_type`` timestamp, holding when the last
 complete round began by the service's clock, and they learn of deletions, which reach the target
 as deletes, or as ``deleted_at`` marks under ``soft_delete: {mode: mark}``.
+
+Both learn of deletions that no answer reports by listing everything: a full round (or listing)
+stamps each row it reads in the column ``synced_round``, and its last page removes the rows of its
+scope stamped otherwise (mark-and-sweep). :func:`round_stamp` makes the stamp unique per run and
+per restart of the round in that run, so that a row read before a restart is not taken for one
+read after it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,17 @@ from pydantic import model_validator
 
 from highmark.config.common import KeyedError, Strict
 from highmark.connectors.spec import ApiJobSpec
+
+STAMP_COLUMN = "synced_round"
+# Restarts of one round that one run may make (each gets its own stamp).
+RESTARTS_PER_RUN = 1000
+
+
+def round_stamp(run_id: int, restart: int = 0) -> int:
+    """What the rows a round (a listing) reads are stamped with: ``run_id * 1000 + restart``."""
+    if not 0 <= restart < RESTARTS_PER_RUN:
+        raise ValueError(f"restart {restart} is out of range")
+    return run_id * RESTARTS_PER_RUN + restart
 
 
 class RecordSoftDelete(Strict):

@@ -1,18 +1,20 @@
 """The Fabric tables: ``<prefix>workspaces`` and ``<prefix>items``, and listings as their rows.
 
-An item row carries ``synced_run_id``, the run that began listing its workspace: when the
-listing's last page is in, the workspace's rows stamped otherwise are the items deleted since
-(shared/api-contracts.md §4.4) — removed in the same transaction as that page.
+An item row carries ``synced_round``, the listing of its workspace that last read it
+(highmark/connectors/rounds.py): when the listing's last page is in, the workspace's rows stamped
+otherwise are the items deleted since (shared/api-contracts.md §4.4), removed in the same
+transaction as that page.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from highmark.connectors.rounds import STAMP_COLUMN
 from highmark.destinations.entities import Entity, Field, FieldType
 
 TEXT, INT = FieldType.TEXT, FieldType.INTEGER
-STAMP = "synced_run_id"
+STAMP = STAMP_COLUMN
 
 WORKSPACES = Entity(
     "workspaces",

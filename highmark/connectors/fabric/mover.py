@@ -24,6 +24,7 @@ from highmark.connectors.fabric.api import FabricApi
 from highmark.connectors.fabric.checkpoint import FabricCheckpoint
 from highmark.connectors.fabric.config import FabricConnection, FabricJobSpec
 from highmark.connectors.fabric.entities import ITEMS, WORKSPACES, item_row, workspace_row
+from highmark.connectors.rounds import round_stamp
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError
@@ -135,7 +136,7 @@ class FabricMover:
             if link is None:
                 gone = [key for key in self._writer.keys("workspaces") if key[0] not in listed]
                 changes[0].deletes = gone
-                stamp = self.ctx.run_id
+                stamp = round_stamp(self.ctx.run_id)
                 changes.append(
                     EntityChanges("items", replace_children_of=[k[0] for k in gone], stamp=stamp)
                 )
@@ -176,7 +177,8 @@ class FabricMover:
         resuming = state.workspace_id == workspace_id
         link = state.continuation_uri if resuming else None
         resumed = link is not None
-        stamp = state.workspace_stamp if resuming and state.workspace_stamp else ctx.run_id
+        fresh = round_stamp(ctx.run_id)
+        stamp = state.workspace_stamp if resuming and state.workspace_stamp else fresh
         self._save(
             workspace_id=workspace_id,
             current_dataset=name,
@@ -195,6 +197,9 @@ class FabricMover:
                     ctx.note(f"workspace {name}: Fabric refused the continuation ({exc.code}); "
                              "its items are listed again")  # fmt: skip
                     link, resumed = None, False
+                    # A stamp of its own: items read before are not taken for seen.
+                    stamp = round_stamp(ctx.run_id, 1)
+                    self._save(workspace_stamp=stamp, continuation_uri=None)
                     continue
                 if exc.retryable or exc.status not in (403, 404):
                     raise

@@ -10,7 +10,7 @@ Job"), with what delta rounds need that the reference leaves out.
   resumed run asks for that page, and no committed page again).
 - ``sync_type``: ``full`` while this run does (or did) a full round — the first, a resync or a
   ``--full-refresh`` — else ``incremental``; ``full_rounds``: the rounds in flight that are full,
-  with the run id their rows are stamped with (the sweep at their end removes the rest).
+  with the stamp their rows get (the sweep at their end removes the rest).
 - ``last_sync_timestamp``: when the last complete round began, by Graph's clock;
   ``round_started``: when each round in flight (or done in this run) began.
 - ``users_processed``, ``groups_processed``: objects received in this run; ``last_user_id``,

@@ -1,21 +1,22 @@
 """The Entra ID tables: ``<prefix>users``, ``groups`` and ``group_members``, and Graph objects as
 their rows.
 
-Every row carries ``tenant_id``, the directory it belongs to, and ``synced_run_id``, the run that
-began the round that last read it. A full round (the first, or a resync) reads every live object,
-each stamped with its own run id, so when it ends, the rows of the tenant stamped otherwise are the
-objects deleted meanwhile: they go (mark-and-sweep, shared/api-contracts.md §3.5) in the same
-transaction as the round's last page.
+Every row carries ``tenant_id``, the directory it belongs to, and ``synced_round``, the round
+that last read it (highmark/connectors/rounds.py). A full round (the first, or a resync) reads
+every live object, each stamped with the round's stamp, so when it ends, the rows of the tenant
+stamped otherwise are the objects deleted meanwhile: they go (mark-and-sweep,
+shared/api-contracts.md §3.5) in the same transaction as the round's last page.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from highmark.connectors.rounds import STAMP_COLUMN
 from highmark.destinations.entities import Entity, Field, FieldType
 
 TEXT, BOOL, JSON, INT = FieldType.TEXT, FieldType.BOOLEAN, FieldType.JSON, FieldType.INTEGER
-STAMP = "synced_run_id"
+STAMP = STAMP_COLUMN
 TENANT = "tenant_id"
 MEMBERS = "members@delta"
 

@@ -12,7 +12,7 @@ run (:meth:`RunContext.keep_checkpoint`).
 When Graph no longer takes a delta link (410 Gone, ``syncStateNotFound``, ``resyncRequired``:
 expired after 7 days, or the tenant's state was reset), the round starts over in full. A full
 round brings no tombstones for what was deleted meanwhile, so every row it reads is stamped with
-the run that began it, and its last page removes (or marks) the tenant's rows stamped otherwise,
+the round's own stamp, and its last page removes (or marks) the tenant's rows stamped otherwise,
 in the same transaction (mark-and-sweep). The run's notes say so. A link of the round in flight
 that is refused restarts the round from its last delta link, when there is one.
 """
@@ -30,6 +30,7 @@ from highmark.connectors.msgraph.api import GraphApi
 from highmark.connectors.msgraph.checkpoint import MsGraphCheckpoint
 from highmark.connectors.msgraph.config import MsGraphConnection, MsGraphJobSpec
 from highmark.connectors.msgraph.pages import Page, groups_page, users_page
+from highmark.connectors.rounds import round_stamp
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError
 from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
@@ -153,7 +154,7 @@ class MsGraphMover:
                     raise
                 restarts += 1
                 resumed = False
-                link = self._restart(entity, link, exc)
+                link = self._restart(entity, link, exc, restarts)
                 continue
             resumed = False
             next_link = page.get("@odata.nextLink")
@@ -174,10 +175,10 @@ class MsGraphMover:
             self._finish_round(entity, str(delta_link), started, select)
             return
 
-    def _start_full(self, entity: str) -> str:
-        """Begin a full round of ``entity``: its rows will be stamped with this run's id (or
-        the id of the run that began it, when a full round in flight restarts)."""
-        stamp = self.state.full_rounds.get(entity, self.ctx.run_id)
+    def _start_full(self, entity: str, restart: int = 0) -> str:
+        """Begin a full round of ``entity`` (the ``restart``-th in this run): its rows get a
+        stamp of their own, so the sweep at its end takes nothing read before for seen."""
+        stamp = round_stamp(self.ctx.run_id, restart)
         link = self._api.start_url(entity, self._select(entity))
         started = {k: v for k, v in self.state.round_started.items() if k != entity}
         self._save(
@@ -189,7 +190,7 @@ class MsGraphMover:
         )
         return link
 
-    def _restart(self, entity: str, link: str, exc: ApiError) -> str:
+    def _restart(self, entity: str, link: str, exc: ApiError, restart: int) -> str:
         why = exc.code or f"{exc.status}"
         token = self.state.delta_token.get(entity)
         if entity not in self.state.full_rounds and token is not None and link != token:
@@ -204,7 +205,7 @@ class MsGraphMover:
             "and removes those no longer present"
         )
         self._save(delta_token={k: v for k, v in self.state.delta_token.items() if k != entity})
-        return self._start_full(entity)
+        return self._start_full(entity, restart)
 
     def _finish_round(
         self, entity: str, delta_link: str, started: dict[str, Any], select: str
@@ -225,7 +226,7 @@ class MsGraphMover:
     def _write(self, entity: str, value: list[dict[str, Any]], *, last: bool) -> None:
         ctx, state = self.ctx, self.state
         full = entity in state.full_rounds
-        stamp = state.full_rounds.get(entity, ctx.run_id)
+        stamp = state.full_rounds.get(entity, round_stamp(ctx.run_id))
         sweep = full and last
         wanted = self.job.source.entities
         page: Page
