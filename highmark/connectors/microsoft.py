@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -43,6 +43,7 @@ DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 TENANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$"  # a GUID or a domain name
 # A token is fetched anew this long before it expires.
 TOKEN_MARGIN = timedelta(minutes=5)
+Sleep = Callable[[float], None]
 
 
 class MicrosoftConnection(ApiConnectionSpec):
@@ -93,7 +94,7 @@ class MicrosoftConnection(ApiConnectionSpec):
             return self.tenant_id
         return token_tenant(self.token or "") or "unknown"
 
-    def make_auth(self, name: str, *, sleep: Any = None) -> Auth:
+    def make_auth(self, name: str, *, sleep: Sleep | None = None) -> Auth:
         """The credentials a connector's client sends (see the module docstring)."""
         if self.token is not None:
             return BearerAuth(self.token)
@@ -123,7 +124,7 @@ class TokenIssuer:
         client_secret: str,
         scope: str,
         *,
-        sleep: Any = None,
+        sleep: Sleep | None = None,
     ) -> None:
         self.path = f"/{quote(tenant, safe='')}/oauth2/v2.0/token"
         self.form = {

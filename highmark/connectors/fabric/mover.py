@@ -124,8 +124,7 @@ class FabricMover:
                 link, resumed = None, False
                 continue
             resumed = False
-            if self.state.listing_started is None:
-                self._save(listing_started=api.now())
+            started = self.state.listing_started or api.now()
             received = body["value"]
             kept = [w for w in received if self._wanted(str(w.get("id")))]
             listed = {**self.state.workspaces_listed}
@@ -140,17 +139,19 @@ class FabricMover:
                 changes.append(
                     EntityChanges("items", replace_children_of=[k[0] for k in gone], stamp=stamp)
                 )
-            self._write(changes, len(received), rows[-1]["id"] if rows else None, "workspaces")
+            last = rows[-1]["id"] if rows else None
+            progress = self._write(changes, len(received), last, "workspaces")
+            progress.update(listing_started=started, workspaces_listed=listed)
             if link is not None:
                 self._save(
-                    workspaces_listed=listed,
                     continuation_uri=link,
                     continuation_token=body.get("continuationToken"),
+                    **progress,
                 )
                 continue
             self._note_missing(listed)
             self._save(
-                workspaces_listed=listed,
+                **progress,
                 phase="items",
                 continuation_uri=None,
                 continuation_token=None,
@@ -179,13 +180,8 @@ class FabricMover:
         resumed = link is not None
         fresh = round_stamp(ctx.run_id)
         stamp = state.workspace_stamp if resuming and state.workspace_stamp else fresh
-        self._save(
-            workspace_id=workspace_id,
-            current_dataset=name,
-            workspace_stamp=stamp,
-            continuation_uri=link,
-            continuation_token=state.continuation_token if resuming else None,
-        )
+        # Saved with the first page: a workspace none of whose pages is in starts afresh.
+        begun = {"workspace_id": workspace_id, "current_dataset": name}
         first = api.items_url(workspace_id, self.server_type)
         while True:
             ctx.check()
@@ -199,7 +195,6 @@ class FabricMover:
                     link, resumed = None, False
                     # A stamp of its own: items read before are not taken for seen.
                     stamp = round_stamp(ctx.run_id, 1)
-                    self._save(workspace_stamp=stamp, continuation_uri=None)
                     continue
                 if exc.retryable or exc.status not in (403, 404):
                     raise
@@ -216,11 +211,19 @@ class FabricMover:
                 replace_children_of=[workspace_id] if link is None else [],
                 stamp=stamp,
             )
-            self._write([changes], len(received), rows[-1]["id"] if rows else None, name)
+            last = rows[-1]["id"] if rows else None
+            written = self._write([changes], len(received), last, name)
             if link is not None:
-                self._save(continuation_uri=link, continuation_token=body.get("continuationToken"))
+                self._save(
+                    **begun,
+                    **written,
+                    workspace_stamp=stamp,
+                    continuation_uri=link,
+                    continuation_token=body.get("continuationToken"),
+                )
                 continue
             self._save(
+                **written,
                 datasets_processed=[*self.state.datasets_processed, workspace_id],
                 workspace_id=None,
                 current_dataset=None,
@@ -273,7 +276,9 @@ class FabricMover:
 
     def _write(
         self, changes: list[EntityChanges], received: int, last_id: str | None, where: str
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Write a page in one transaction; the checkpoint changes it makes (saved by the
+        caller with the listing's continuation, in one control-store commit)."""
         ctx = self.ctx
         ctx.set_phase("writing")
         if last_id is not None:
@@ -285,9 +290,10 @@ class FabricMover:
             Counts(received, counts.rows_written, counts.rows_updated, counts.rows_deleted),
             detail=f"{where}: {total} records",
         )
-        self._save(
-            total_records_processed=total, last_record_id=last_id or self.state.last_record_id
-        )
+        return {
+            "total_records_processed": total,
+            "last_record_id": last_id or self.state.last_record_id,
+        }
 
     @property
     def _api(self) -> FabricApi:

@@ -167,12 +167,16 @@ class MsGraphMover:
                 )
             started = dict(self.state.round_started)
             started.setdefault(entity, self._api.now())
-            self._write(entity, page["value"], last=not next_link)
+            progress = self._write(entity, page["value"], last=not next_link)
             if next_link:
                 link = str(next_link)
-                self._save(next_link={**self.state.next_link, entity: link}, round_started=started)
+                self._save(
+                    next_link={**self.state.next_link, entity: link},
+                    round_started=started,
+                    **progress,
+                )
                 continue
-            self._finish_round(entity, str(delta_link), started, select)
+            self._finish_round(entity, str(delta_link), started, select, progress)
             return
 
     def _start_full(self, entity: str, restart: int = 0) -> str:
@@ -208,9 +212,15 @@ class MsGraphMover:
         return self._start_full(entity, restart)
 
     def _finish_round(
-        self, entity: str, delta_link: str, started: dict[str, Any], select: str
+        self,
+        entity: str,
+        delta_link: str,
+        started: dict[str, Any],
+        select: str,
+        progress: dict[str, Any],
     ) -> None:
         self._save(
+            **progress,
             delta_token={**self.state.delta_token, entity: delta_link},
             select={**self.state.select, entity: select},
             next_link={k: v for k, v in self.state.next_link.items() if k != entity},
@@ -223,7 +233,9 @@ class MsGraphMover:
 
     # ------------------------------------------------------------------ a page
 
-    def _write(self, entity: str, value: list[dict[str, Any]], *, last: bool) -> None:
+    def _write(self, entity: str, value: list[dict[str, Any]], *, last: bool) -> dict[str, Any]:
+        """Write a page in one transaction; the checkpoint changes it makes (saved by the
+        caller with the page's link, in one control-store commit)."""
         ctx, state = self.ctx, self.state
         full = entity in state.full_rounds
         stamp = state.full_rounds.get(entity, round_stamp(ctx.run_id))
@@ -252,9 +264,7 @@ class MsGraphMover:
             detail=detail,
         )
         last_key = "last_user_id" if entity == "users" else "last_group_id"
-        self._save(
-            **{processed: total, last_key: page.last_id or getattr(state, last_key)},
-        )
+        return {processed: total, last_key: page.last_id or getattr(state, last_key)}
 
     def _members_of(self, group_id: str) -> list[tuple[Any, ...]]:
         return list(self._writer.keys("group_members", {"group_id": group_id}))
