@@ -116,3 +116,29 @@ def test_access_errors(fakes: tuple[FakeEntra, FakeFabric, httpx.Client]) -> Non
         f"{fabric.fabric_url}/workspaces", headers={"Authorization": f"Bearer {graph_token}"}
     )
     assert other.status_code == 401
+
+
+def test_admin_listings(fakes: tuple[FakeEntra, FakeFabric, httpx.Client]) -> None:
+    entra, fabric, client = fakes
+    url = f"{fabric.fabric_url}/admin/workspaces"
+    assert client.get(url).json()["errorCode"] == "InsufficientScopes"
+    fabric.admin.admins.add(fabric.principal)
+    kept = fabric.add_workspace("Kept", principals={})  # admins see every workspace
+    gone = fabric.add_workspace("Gone")
+    model = fabric.add_item(kept, "Model")
+    fabric.tenant.delete_workspace(gone.id)
+    spaces = client.get(url).json()["workspaces"]
+    assert {(w["name"], w["state"]) for w in spaces} == {("Kept", "Active"), ("Gone", "Deleted")}
+    deleted = client.get(url, params={"state": "deleted"}).json()["workspaces"]
+    assert [w["id"] for w in deleted] == [gone.id]
+    fabric.clock.advance(60)
+    fabric.rename_item(model.id, "Model v2")
+    (item,) = client.get(f"{fabric.fabric_url}/admin/items").json()["itemEntities"]
+    assert item["name"] == "Model v2" and item["lastUpdatedDate"].startswith("2026-01-15T12:01")
+    for _ in range(200 - 3):
+        client.get(url)
+    limited = client.get(url)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 3000
+    fabric.clock.advance(3600)
+    fresh = entra.issuer.issue(CLIENT_ID, fabric.audience).value
+    assert client.get(url, headers={"Authorization": f"Bearer {fresh}"}).status_code == 200

@@ -38,6 +38,7 @@ class Item:
     type: str = "SemanticModel"
     description: str = ""
     folderId: str | None = None
+    lastUpdatedDate: str | None = None  # admin listings only
 
     def render(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -57,6 +58,7 @@ class Tenant:
 
     def __init__(self) -> None:
         self.workspaces: dict[str, Workspace] = {}
+        self.deleted_workspaces: dict[str, Workspace] = {}  # admin listings show them
         self.items: dict[str, Item] = {}
         self._numbers = itertools.count(1)
 
@@ -84,6 +86,6 @@ class Tenant:
         del self.items[item_id]
 
     def delete_workspace(self, workspace_id: str) -> None:
-        del self.workspaces[workspace_id]
+        self.deleted_workspaces[workspace_id] = self.workspaces.pop(workspace_id)
         for item in self.items_of(workspace_id):
             del self.items[item.id]

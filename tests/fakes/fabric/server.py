@@ -11,7 +11,7 @@ workspaces the caller's principal (the token's app) has a role in are listed. Er
 ``ErrorResponse`` bodies: 403 ``PrincipalTypeNotSupported`` when the tenant setting is off
 (``service_principals = False``), 403/404 for a workspace whose role was revoked
 (:meth:`revoke`), 429 with ``Retry-After`` (:meth:`throttle`), ``isRetriable`` 5xx
-(:meth:`flaky`), 401 ``TokenExpired``.
+(:meth:`flaky`), 401 ``TokenExpired``. The admin listings are :mod:`.admin`'s.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from urllib.parse import urlencode
 from tests.fakes.base import FakeClock, FakeServer, Fault, LoggedRequest, Response
 from tests.fakes.entra import CLIENT_ID, TokenIssuer
 
+from .admin import AdminApi
 from .model import Item, Tenant, Workspace
 from .paging import ContinuationBook, Listing, TokenError
 
+_ADMIN = re.compile(r"/v1/admin/(?P<what>workspaces|items)")
 _WORKSPACES = re.compile(r"/v1/workspaces")
 _WORKSPACE = re.compile(r"/v1/workspaces/(?P<id>[^/]+)")
 _ITEMS = re.compile(r"/v1/workspaces/(?P<id>[^/]+)/(?P<what>items|semanticModels)")
@@ -52,6 +54,7 @@ class FakeFabric(FakeServer):
         self.end_style = "absent"  # or "null"
         self.service_principals = True
         self.continuations = ContinuationBook(token_ttl)
+        self.admin = AdminApi(self.tenant)
         self._revoked: dict[str, int] = {}
         self._plan: list[int] = []
 
@@ -73,8 +76,18 @@ class FakeFabric(FakeServer):
             return self.tenant.add_workspace(name, **fields)
 
     def add_item(self, workspace: Workspace | str, name: str | None = None, **fields: Any) -> Item:
+        fields.setdefault("lastUpdatedDate", self._stamp())
         with self.lock:
             return self.tenant.add_item(workspace, name, **fields)
+
+    def rename_item(self, item_id: str, name: str) -> None:
+        """A change the admin listing's ``lastUpdatedDate`` shows."""
+        with self.lock:
+            item = self.tenant.items[item_id]
+            item.displayName, item.lastUpdatedDate = name, self._stamp()
+
+    def _stamp(self) -> str:
+        return self.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def revoke(self, workspace_id: str, *, status: int = 403) -> None:
         """The principal loses its role: the workspace leaves the listing, its items answer
@@ -133,6 +146,8 @@ class FakeFabric(FakeServer):
         principal = checked.client_id
         if request.method != "GET":
             return self._error(405, "MethodNotAllowed", "Only GET is served.")
+        if found := _ADMIN.fullmatch(request.path):
+            return self._admin(request, found["what"], principal)
         if _WORKSPACES.fullmatch(request.path):
             roles = {r.strip() for r in (request.param("roles") or "").split(",") if r.strip()}
             spaces = [
@@ -156,6 +171,20 @@ class FakeFabric(FakeServer):
             return denied or Response.json(self.tenant.workspaces[found["id"]].render())
         return self._error(404, "EntityNotFound", "No such API.")
 
+    def _admin(self, request: LoggedRequest, what: str, principal: str) -> Response:
+        if principal not in self.admin.admins:
+            return self._error(
+                403, "InsufficientScopes", "The caller is not a Fabric administrator."
+            )
+        wait = self.admin.throttled(self.clock.now())
+        if wait is not None:
+            body = self._error_body("RequestBlocked", "Admin API limit reached.", retriable=True)
+            return Response.json(body, status=429, headers={"Retry-After": str(int(wait) + 1)})
+        params = {k: v[0] for k, v in request.query.items() if k != "continuationToken"}
+        if what == "workspaces":
+            return self._listing(request, self.admin.workspaces(params), key="workspaces")
+        return self._listing(request, self.admin.items(params), key="itemEntities")
+
     def _access(self, workspace_id: str, principal: str) -> Response | None:
         workspace = self.tenant.workspaces.get(workspace_id)
         if workspace is None:
@@ -168,7 +197,9 @@ class FakeFabric(FakeServer):
             403, "InsufficientPrivileges", "The caller does not have sufficient permissions."
         )
 
-    def _listing(self, request: LoggedRequest, records: list[dict[str, Any]]) -> Response:
+    def _listing(
+        self, request: LoggedRequest, records: list[dict[str, Any]], *, key: str = "value"
+    ) -> Response:
         try:
             listing = self.continuations.redeem(request.raw_query, request.path, self.clock.now())
         except TokenError as exc:
@@ -178,7 +209,7 @@ class FakeFabric(FakeServer):
         query = listing.query if listing is not None else urlencode(own)
         size = self._plan.pop(0) if self._plan else self.page_size
         page = records[offset : offset + size]
-        body: dict[str, Any] = {"value": page}
+        body: dict[str, Any] = {key: page}
         end = offset + len(page)
         if end < len(records) or (size == 0 and offset < len(records)):
             token = self.continuations.issue(Listing(request.path, query, end, self.clock.now()))
