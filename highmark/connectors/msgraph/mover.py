@@ -204,9 +204,14 @@ class MsGraphMover:
             )
             self._save(next_link={**self.state.next_link, entity: token})
             return token
+        what = (
+            "the link of the full round in flight"
+            if entity in self.state.full_rounds
+            else ("the delta link")
+        )
         self.ctx.note(
-            f"{entity}: Graph refused the delta link ({why}); a full resync reads every object "
-            "and removes those no longer present"
+            f"{entity}: Graph refused {what} ({why}); a full resync reads every object and "
+            "removes those no longer present"
         )
         self._save(delta_token={k: v for k, v in self.state.delta_token.items() if k != entity})
         return self._start_full(entity, restart)
