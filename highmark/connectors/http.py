@@ -26,12 +26,14 @@ seconds waited and seconds spent in HTTP round trips, for benchmarks.
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -117,6 +119,7 @@ class ApiClient:
         self.classify = classify
         self.policy = policy
         self.stats = HttpStats()
+        self.server_now: datetime | None = None
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url,
@@ -313,7 +316,16 @@ class ApiClient:
         log.debug("%s: %s %s -> %d in %.3fs", self.service, request.method, request.url.path,
                   response.status_code, elapsed)  # fmt: skip
         body, json_error = _parse(response, expect_json)
+        date = response.headers.get("date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                self.server_now = clock.ensure_utc(parsedate_to_datetime(date))
         return Reply(response, body, json_error, self.service, self.credential)
+
+    def now(self) -> datetime:
+        """The service's clock as of its last answer (its ``Date`` header), this machine's clock
+        before any: what a connector bounds its marks by."""
+        return self.server_now or clock.now()
 
     def _wait(
         self, verdict: Verdict, reply: Reply | None, retries: int

@@ -5,14 +5,11 @@ already percent-encoded, never encoded twice; Fabric's clock from the ``Date`` h
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from highmark import clock
 from highmark.connectors import classifiers
 from highmark.connectors.fabric.config import FabricConnection
 from highmark.connectors.http import ApiClient
@@ -39,7 +36,6 @@ class FabricApi:
             classify=classifiers.fabric,
             sleep=sleep,
         )
-        self.server_now: datetime | None = None
 
     def workspaces_url(self) -> str:
         return f"{self.base}/workspaces"
@@ -63,10 +59,6 @@ class FabricApi:
                 service="fabric",
             )
         reply = self.http.exchange("GET", url)
-        date = reply.headers.get("date")
-        if date:
-            with contextlib.suppress(TypeError, ValueError):
-                self.server_now = clock.ensure_utc(parsedate_to_datetime(date))
         body = reply.body
         if not isinstance(body, dict):
             raise ApiError(
@@ -103,7 +95,7 @@ class FabricApi:
 
     def now(self) -> datetime:
         """Fabric's clock as of the last answer (this machine's clock before any)."""
-        return self.server_now or clock.now()
+        return self.http.now()
 
     def close(self) -> None:
         self.http.close()

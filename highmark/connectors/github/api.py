@@ -4,11 +4,9 @@ for before the next query (:mod:`highmark.connectors.github.budget`)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from highmark import clock
@@ -72,7 +70,6 @@ class GitHubApi:
         )
         self.sleep = sleep or clock.sleep
         self.budget = PointBudget()
-        self.server_now: datetime | None = None
 
     def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run ``query``; return its ``data``. NOT_FOUND for a repository and other GraphQL errors
@@ -83,10 +80,6 @@ class GitHubApi:
         reply = self.http.exchange(
             "POST", self.url, json={"query": query, "variables": variables or {}}
         )
-        date = reply.headers.get("date")
-        if date:
-            with contextlib.suppress(TypeError, ValueError):
-                self.server_now = clock.ensure_utc(parsedate_to_datetime(date))
         body = reply.body if isinstance(reply.body, dict) else {}
         self.budget.heard(reply.headers, body.get("data"))
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
@@ -101,7 +94,7 @@ class GitHubApi:
 
     def now(self) -> datetime:
         """GitHub's clock as of the last answer (this machine's clock before any)."""
-        return self.server_now or clock.now()
+        return self.http.now()
 
     def close(self) -> None:
         self.http.close()

@@ -3,13 +3,10 @@ project, and ``/rest/api/3/search/jql`` pages; Jira's clock from the ``Date`` he
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-from highmark import clock
 from highmark.connectors import classifiers
 from highmark.connectors.auth import BasicAuth
 from highmark.connectors.http import ApiClient
@@ -36,17 +33,9 @@ class JiraApi:
             classify=classifiers.jira,
             sleep=sleep,
         )
-        self.server_now: datetime | None = None
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return self._note_clock(self.http.exchange("GET", path, params=params))
-
-    def _note_clock(self, reply: Any) -> Any:
-        date = reply.headers.get("date")
-        if date:
-            with contextlib.suppress(TypeError, ValueError):
-                self.server_now = clock.ensure_utc(parsedate_to_datetime(date))
-        return reply.body
+        return self.http.exchange("GET", path, params=params).body
 
     def myself(self) -> dict[str, Any]:
         """The user the token belongs to: ``accountId``, ``emailAddress``, ``timeZone``."""
@@ -64,12 +53,12 @@ class JiraApi:
         body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": max_results}
         if token:
             body["nextPageToken"] = token
-        page: dict[str, Any] = self._note_clock(self.http.exchange("POST", SEARCH, json=body))
+        page: dict[str, Any] = self.http.exchange("POST", SEARCH, json=body).body
         return page
 
     def now(self) -> datetime:
         """Jira's clock as of the last answer (this machine's clock before any)."""
-        return self.server_now or clock.now()
+        return self.http.now()
 
     def close(self) -> None:
         self.http.close()

@@ -5,14 +5,11 @@ the ``Date`` header."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from highmark import clock
 from highmark.connectors import classifiers
 from highmark.connectors.http import ApiClient
 from highmark.connectors.microsoft import close_auth, same_origin
@@ -43,7 +40,6 @@ class GraphApi:
             sleep=sleep,
             headers=HEADERS,
         )
-        self.server_now: datetime | None = None
 
     def start_url(self, entity: str, select: str, *, latest: bool = False) -> str:
         """The first request of a full round of ``entity`` (``users``, ``groups``); with
@@ -62,10 +58,6 @@ class GraphApi:
                 service="msgraph",
             )
         reply = self.http.exchange("GET", url)
-        date = reply.headers.get("date")
-        if date:
-            with contextlib.suppress(TypeError, ValueError):
-                self.server_now = clock.ensure_utc(parsedate_to_datetime(date))
         body = reply.body
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
             raise ApiError(
@@ -78,7 +70,7 @@ class GraphApi:
 
     def now(self) -> datetime:
         """Graph's clock as of the last answer (this machine's clock before any)."""
-        return self.server_now or clock.now()
+        return self.http.now()
 
     def close(self) -> None:
         self.http.close()
