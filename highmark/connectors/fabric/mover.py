@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from highmark import clock, failpoints
+from highmark import failpoints
 from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.fabric.api import FabricApi
 from highmark.connectors.fabric.checkpoint import FabricCheckpoint
 from highmark.connectors.fabric.config import FabricConnection, FabricJobSpec
 from highmark.connectors.fabric.entities import ITEMS, WORKSPACES, item_row, workspace_row
 from highmark.connectors.rounds import round_stamp
+from highmark.connectors.state import save_state
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError
@@ -306,12 +307,4 @@ class FabricMover:
         return self.writer
 
     def _save(self, **changes: Any) -> None:
-        self.state = self.state.model_copy(
-            update={
-                **changes,
-                "batch_number": self.ctx.batch_number,
-                "last_checkpoint_at": clock.now(),
-            }
-        )
-        data = FabricCheckpoint.model_validate(self.state.to_json()).to_json()
-        self.ctx.save_checkpoint(data)
+        self.state = save_state(self.ctx, self.state, **changes)

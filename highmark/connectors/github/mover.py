@@ -24,6 +24,7 @@ from highmark.connectors.github.api import CursorRefused, GitHubApi, QueryTooBig
 from highmark.connectors.github.checkpoint import GitHubCheckpoint, PendingPullRequest
 from highmark.connectors.github.config import GitHubConnection, GitHubJobSpec
 from highmark.connectors.github.entities import CHILDREN, STAMP, entities
+from highmark.connectors.state import bounded_marks, save_state
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
 from highmark.models import Counts, MarkUpdate
@@ -323,40 +324,28 @@ class GitHubMover:
     # ------------------------------------------------------------------ state
 
     def _save(self, **changes: Any) -> None:
-        state = self.state.model_copy(update=changes)
-        head = state.pending_prs[0] if state.pending_prs else None
-        self.state = state.model_copy(
-            update={
-                "batch_number": self.ctx.batch_number,
-                "current_pr_node_id": head.node_id if head else None,
-                "last_commit_cursor": head.last_commit_cursor if head else None,
-                "last_review_cursor": head.last_review_cursor if head else None,
-                "last_comment_cursor": head.last_comment_cursor if head else None,
-                "last_checkpoint_at": clock.now(),
-            }
+        pending = changes.get("pending_prs", self.state.pending_prs)
+        head = pending[0] if pending else None
+        self.state = save_state(
+            self.ctx,
+            self.state,
+            **changes,
+            current_pr_node_id=head.node_id if head else None,
+            last_commit_cursor=head.last_commit_cursor if head else None,
+            last_review_cursor=head.last_review_cursor if head else None,
+            last_comment_cursor=head.last_comment_cursor if head else None,
         )
-        self.ctx.save_checkpoint(GitHubCheckpoint.model_validate(self.state.to_json()).to_json())
 
     def _marks(self) -> list[MarkUpdate]:
-        updates = []
-        for repository in self.job.source.repositories:
-            loaded = self.state.repository_marks.get(repository)
-            if loaded is None:
-                continue
-            bound = self.state.repository_bounds.get(repository)
-            value = min(loaded, bound) if bound is not None else loaded
-            updates.append(MarkUpdate(repository, self.job.mark_column, _mark(value)))
-        return updates
+        state = self.state
+        return bounded_marks(
+            self.job.source.repositories, state.repository_marks, state.repository_bounds,
+            self.job.mark_column,
+        )  # fmt: skip
 
 
 def _ts(text: str) -> datetime:
     return clock.ensure_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-
-
-def _mark(value: datetime) -> Any:
-    from highmark.models import Watermark, WatermarkType
-
-    return Watermark(WatermarkType.TIMESTAMP, ts=value)
 
 
 def _with_read(counts: Counts, read: int) -> Counts:

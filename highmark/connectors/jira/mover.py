@@ -19,16 +19,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from highmark import clock, failpoints
+from highmark import failpoints
 from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.jira.api import JiraApi
 from highmark.connectors.jira.checkpoint import JiraCheckpoint
 from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
 from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql, user_zone
+from highmark.connectors.state import bounded_marks, save_state
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError, SourceError
-from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
+from highmark.models import Counts, MarkUpdate
 
 if TYPE_CHECKING:
     from highmark.config import ProjectConfig
@@ -213,23 +214,11 @@ class JiraMover:
     # ------------------------------------------------------------------ state
 
     def _save(self, **changes: Any) -> None:
-        self.state = self.state.model_copy(
-            update={
-                **changes,
-                "batch_number": self.ctx.batch_number,
-                "last_checkpoint_at": clock.now(),
-            }
-        )
-        self.ctx.save_checkpoint(JiraCheckpoint.model_validate(self.state.to_json()).to_json())
+        self.state = save_state(self.ctx, self.state, **changes)
 
     def _marks(self) -> list[MarkUpdate]:
-        updates = []
-        for project in self.job.source.projects:
-            loaded = self.state.project_marks.get(project)
-            if loaded is None:
-                continue
-            bound = self.state.project_bounds.get(project)
-            value = min(loaded, bound) if bound is not None else loaded
-            mark = Watermark(WatermarkType.TIMESTAMP, ts=value)
-            updates.append(MarkUpdate(project, self.job.mark_column, mark))
-        return updates
+        state = self.state
+        return bounded_marks(
+            self.job.source.projects, state.project_marks, state.project_bounds,
+            self.job.mark_column,
+        )  # fmt: skip

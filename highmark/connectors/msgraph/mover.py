@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from highmark import clock, failpoints
+from highmark import failpoints
 from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.classifiers import GRAPH_RESYNC_CODES
 from highmark.connectors.msgraph import entities
@@ -31,6 +31,7 @@ from highmark.connectors.msgraph.checkpoint import MsGraphCheckpoint
 from highmark.connectors.msgraph.config import MsGraphConnection, MsGraphJobSpec
 from highmark.connectors.msgraph.pages import Page, groups_page, users_page
 from highmark.connectors.rounds import round_stamp
+from highmark.connectors.state import save_state
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError
 from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
@@ -293,15 +294,7 @@ class MsGraphMover:
         return self.writer
 
     def _save(self, **changes: Any) -> None:
-        self.state = self.state.model_copy(
-            update={
-                **changes,
-                "batch_number": self.ctx.batch_number,
-                "last_checkpoint_at": clock.now(),
-            }
-        )
-        data = MsGraphCheckpoint.model_validate(self.state.to_json()).to_json()
-        self.ctx.save_checkpoint(data)
+        self.state = save_state(self.ctx, self.state, **changes)
 
     def _marks(self) -> list[MarkUpdate]:
         updates = []
