@@ -81,3 +81,44 @@ def test_snapshot_then_changes(
     assert_equal(engine)
     assert any("channel" in note for note in added.notes or [])
     assert {r["id"]: r["channel"] for r in snapshot(engine, TARGET)} == {20: None, 21: "web"}
+
+
+def test_hard_deletes_marked_in_another_database(
+    cdc_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    """soft_delete mode mark, on a column the source does not have: a hard delete sets it (the
+    delete's commit time), a TRUNCATE sets it on every row, a key inserted again clears it."""
+    engine = engine_for(cdc_url)
+    table = create_orders(engine)
+    insert_orders(engine, table, [order(i) for i in range(1, 6)])
+    warehouse = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    path = write_cdc_project(
+        write_project,
+        cdc_url,
+        target_url=warehouse,
+        soft_delete={"column": "removed_at", "mode": "mark"},
+    )
+    project = Project.load(path)
+    run_ok(project)
+    target = engine_for(warehouse)
+    execute(engine, "DELETE FROM orders WHERE id IN (1, 2)")
+    deleted = run_ok(project)
+    assert deleted.rows_deleted == 2
+    rows = {r["id"]: r for r in snapshot(target, TARGET)}
+    assert len(rows) == 5
+    assert rows[1]["removed_at"] is not None and rows[3]["removed_at"] is None
+    execute(
+        engine,
+        "INSERT INTO orders (id, customer, amount, updated_at) VALUES "
+        "(1, 'back again', 1.00, '2024-02-01 00:00:00')",
+    )
+    run_ok(project)
+    rows = {r["id"]: r for r in snapshot(target, TARGET)}
+    assert rows[1]["removed_at"] is None and rows[1]["customer"] == "back again"
+    assert rows[2]["removed_at"] is not None
+    live = [r for r in snapshot(target, TARGET) if r["removed_at"] is None]
+    source = snapshot(engine, "orders")
+    assert [{k: v for k, v in r.items() if k != "removed_at"} for r in live] == source
