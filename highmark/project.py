@@ -58,7 +58,11 @@ class Project:
 
     def sync(self) -> None:
         """Upsert every job of the file into ``etl_jobs``; jobs gone from it become inactive."""
-        self.store.sync_jobs([_definition(job) for job in self.config.jobs.values()])
+        gone = self.store.sync_jobs([_definition(job) for job in self.config.jobs.values()])
+        if gone:
+            from highmark.cdc_ops import warn_removed
+
+            warn_removed(self.config, self.store, gone)
 
     def migrate(self) -> tuple[str | None, str]:
         return self.store.migrate()
@@ -155,6 +159,24 @@ class Project:
         from highmark import metrics
 
         return metrics.render(self.store, self.config)
+
+    # ------------------------------------------------------------------ change data capture
+
+    def cdc_status(self, job_id: str | None = None) -> list[Any]:
+        """Each CDC job's log on its source: position applied and bytes held (``cdc_ops``)."""
+        from highmark import cdc_ops
+
+        if job_id is not None:
+            self.store.get_job(job_id)
+        return cdc_ops.states(self.config, self.store, job_id)
+
+    def cdc_drop(self, job_id: str) -> list[str]:
+        """Remove a CDC job's slot and publication and forget its position (its next run takes
+        a new snapshot); returns what was removed."""
+        from highmark import cdc_ops
+
+        self.store.get_job(job_id)
+        return cdc_ops.drop(self.config, self.store, job_id)
 
     # ------------------------------------------------------------------ reports
 

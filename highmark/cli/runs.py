@@ -191,6 +191,12 @@ def disable(ctx: Context, job_id: str) -> None:
 def status(ctx: Context, as_json: bool) -> None:
     """The latest run of every active job."""
     rows = ctx.project.status()
+    # CDC jobs: the bytes of log their source keeps for them (asked of each source).
+    lags = (
+        {s.job_id: s for s in ctx.project.cdc_status()}
+        if any(job.load_type == "cdc" for job, _ in rows)
+        else {}
+    )
     out: list[dict[str, Any]] = [
         {
             "job_id": job.job_id,
@@ -204,6 +210,7 @@ def status(ctx: Context, as_json: bool) -> None:
             "rows_updated": run.rows_updated if run else None,
             "rows_deleted": run.rows_deleted if run else None,
             "error_message": run.error_message if run else None,
+            **({"cdc_lag_bytes": lags[job.job_id].lag_bytes} if job.job_id in lags else {}),
         }
         for job, run in rows
     ]
@@ -218,16 +225,26 @@ def status(ctx: Context, as_json: bool) -> None:
         "started_at",
         "finished_at",
         "rows_written",
+        *(["cdc lag"] if lags else []),
         "error_message",
     )
     for row in out:
+        lag = lags.get(row["job_id"])
+        lag_cell = [] if not lags else ["" if lag is None else _lag_text(lag)]
         table.add_row(
             row["job_id"], row["job_name"], row["load_type"], row["run_status"] or "never run",
             ts(row["started_at"]), ts(row["finished_at"]),
             "" if row["rows_written"] is None else f"{row['rows_written']:,}",
+            *lag_cell,
             row["error_message"] or "",
         )  # fmt: skip
     new_console().print(table)
+
+
+def _lag_text(lag: Any) -> str:
+    from highmark.cli.cdc import size_text
+
+    return "unknown" if lag.error else size_text(lag.lag_bytes)
 
 
 @cli.command()

@@ -148,6 +148,13 @@ class TableJobSpec(JobSpec):
             return CdcMover(config, self)
         return super().mover(config)
 
+    def check_source(self, config: ProjectConfig) -> list[Any]:
+        if self.load_type is LoadType.CDC:
+            from highmark.checker_cdc import check_cdc
+
+            return list(check_cdc(config, self))
+        return super().check_source(config)
+
     @property
     def source_label(self) -> str:
         return self.source.table
