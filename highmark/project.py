@@ -160,6 +160,52 @@ class Project:
 
         return metrics.render(self.store, self.config)
 
+    # ------------------------------------------------------------------ reconcile
+
+    def reconcile(
+        self,
+        job_id: str,
+        *,
+        repair: bool = False,
+        as_run: bool = False,
+        triggered_by: TriggeredBy | str = TriggeredBy.MANUAL,
+        observer: RunObserver | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Any:
+        """Compare a SQL job's source and target by primary key (highmark/reconcile.py) and
+        return a ``ReconcileResult``. ``repair`` fixes what differs, as a run of its own in
+        ``etl_job_runs`` that leaves the watermark where it is; ``as_run`` records a plain
+        comparison as a run too (failed when something differs)."""
+        from highmark.config import TableJobSpec
+        from highmark.config.cdc import DEFAULT_RECONCILE_CHUNK
+        from highmark.errors import CheckpointError
+        from highmark.movers.reconcile import ReconcileMover, reconcile_job
+        from highmark.reconcile import Reconciler, ReconcileReport, ReconcileResult
+
+        job = self.job(job_id)
+        if not isinstance(job, TableJobSpec):
+            raise ConfigError(f"reconcile compares SQL tables; {job_id} is a {job.kind} job")
+        chunk = job.reconcile.chunk_rows if job.reconcile else DEFAULT_RECONCILE_CHUNK
+        if not repair and not as_run:
+            return ReconcileResult(Reconciler(self.config, job, chunk_rows=chunk).run())
+        if self.store.get_checkpoint(job_id):
+            raise CheckpointError(
+                f"job {job_id} has the checkpoint of an unfinished run: run the job first (it "
+                "resumes), then reconcile"
+            )
+        mover = ReconcileMover(self.config, job, repair=repair, chunk_rows=chunk)
+        record = run_job(
+            self.store,
+            self.config,
+            reconcile_job(job, mover),
+            triggered_by=TriggeredBy(triggered_by),
+            observer=observer,
+            cancel=cancel,
+        )
+        report = mover.report or ReconcileReport(job_id, job.source.table, job.target.table)
+        report.run_id = record.run_id
+        return ReconcileResult(report, record)
+
     # ------------------------------------------------------------------ change data capture
 
     def cdc_status(self, job_id: str | None = None) -> list[Any]:

@@ -54,7 +54,7 @@ class CdcSpec(Strict):
     publication: str | None = None
     # MySQL/MariaDB: the server id the binlog reader registers with (default: from the job id).
     server_id: Annotated[int, Field(ge=1, le=4_294_967_295)] | None = None
-    # Bytes of log the source keeps for this job past which `stale`-like `cdc_lag` alerts fire.
+    # Bytes of log the source may keep for this job before a `cdc_lag` alert fires ("1GB").
     max_lag: int | None = None
 
     @field_validator("slot", "publication")
@@ -75,7 +75,7 @@ class CdcSpec(Strict):
 class ReconcileSettings(Strict):
     """``reconcile:`` of a SQL job: run ``highmark reconcile`` on a cron schedule (worker)."""
 
-    schedule: str
+    schedule: str | None = None
     schedule_timezone: str | None = None
     # Fix what differs (a run of its own in etl_job_runs); otherwise a difference fails that run.
     repair: bool = False
@@ -83,10 +83,10 @@ class ReconcileSettings(Strict):
 
     @field_validator("schedule")
     @classmethod
-    def _cron(cls, value: str) -> str:
+    def _cron(cls, value: str | None) -> str | None:
         from croniter import croniter
 
-        if not croniter.is_valid(value):
+        if value is not None and not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid cron expression")
         return value
 
