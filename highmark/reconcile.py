@@ -18,18 +18,20 @@ different rows and deletes (or marks) the extra ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from highmark.config import ProjectConfig, TableJobSpec
@@ -38,9 +40,10 @@ from highmark.errors import DestinationError, SourceError, translate_db_error
 from highmark.sources.row_hash import RowText, enable_sqlite
 from highmark.sources.sql import SqlSource
 from highmark.sqlschema import TableSchema, reflect
-from highmark.sqltypes import ColumnInfo, read_converter, write_converter
+from highmark.sqltypes import ColumnInfo, describe_type, read_converter, write_converter
 
 Key = tuple[Any, ...]
+Summary = tuple[int, int, int]  # rows, and two sums of their hashes
 LEAF_ROWS = 256
 FANOUT = 16
 SAMPLE = 20
@@ -142,14 +145,29 @@ class _Side:
         self.key_sql = [self.sql.key(k) for k in keys]
         self.readers = {c.name: read_converter(c, self.zone) for c in schema.columns}
         self.writers = [write_converter(k, self.dialect, self.zone) for k in keys]
+        self._conn: Connection | None = None
+        self.native = False  # both sides PostgreSQL with the same column types
 
     def _run(self, query: str, params: dict[str, Any]) -> list[Any]:
+        """One query on the side's own connection (kept for the whole comparison), each in a
+        short transaction of its own."""
         try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(text(query), params).all())
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            try:
+                return list(self._conn.execute(text(query), params).all())
+            finally:
+                self._conn.rollback()
         except SQLAlchemyError as exc:
+            self.close()
             error = SourceError if self.role == "source" else DestinationError
             raise translate_db_error(exc, error, f"cannot reconcile the {self.role}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(SQLAlchemyError):
+                self._conn.close()
+            self._conn = None
 
     def _bind(self, key: Key, prefix: str, params: dict[str, Any]) -> list[str]:
         names = []
@@ -178,37 +196,50 @@ class _Side:
             clauses.append("(" + " AND ".join([*equal, here]) + ")")
         return "(" + " OR ".join(clauses) + ")"
 
-    def summary(self, lo: Key | None, hi: Key | None) -> tuple[int, int, int]:
+    def summaries(self, lo: Key | None, hi: Key | None, edges: list[Key]) -> list[Summary]:
+        """(count, sum, sum) of each part of ``(lo, hi]`` cut at ``edges``, in one query."""
         params: dict[str, Any] = {}
         where = self._range(lo, hi, params)
-        digest = self.sql.digest(self.sql.text(self.compared))
-        s1, s2 = self.sql.sums("h")
-        inner = f"SELECT {digest} AS h FROM {self.table} WHERE {where}"
-        query = f"SELECT count(*), {s1}, {s2} FROM ({inner}) x"
-        count, a, b = self._run(query, params)[0]
-        return int(count), int(a or 0), int(b or 0)
+        bucket = "0"
+        if edges:
+            cases = " ".join(
+                f"WHEN {self._compare(self._bind(edge, f'e{i}_', params), '<=')} THEN {i}"
+                for i, edge in enumerate(edges)
+            )
+            bucket = f"CASE {cases} ELSE {len(edges)} END"
+        if self.native:
+            s1, s2 = "sum(h)", "0"
+            row = ", ".join(self.quote(c.name) for c in self.compared)
+            value = f"hashtextextended(ROW({row})::text, 0)"
+        else:
+            s1, s2 = self.sql.sums("h")
+            value = self.sql.digest(self.sql.text(self.compared))
+        inner = f"SELECT {bucket} AS b, {value} AS h FROM {self.table} WHERE {where}"
+        query = f"SELECT b, count(*), {s1}, {s2} FROM ({inner}) x GROUP BY b"
+        found = [(0, 0, 0)] * (len(edges) + 1)
+        for b, count, a, c in self._run(query, params):
+            found[int(b)] = (int(count), int(a or 0), int(c or 0))
+        return found
 
     def boundaries(self, lo: Key | None, hi: Key | None, step: int) -> list[Key]:
-        """Keys every ``step`` rows of the range (in key order), the range's end excluded."""
-        found: list[Key] = []
+        """Keys every ``step`` rows of the range (in key order), the range's end excluded: one
+        query, numbering the range's keys."""
         order = ", ".join(self.key_sql)
         names = ", ".join(self.quote(k.name) for k in self.keys)
-        current = lo
-        while True:
-            params: dict[str, Any] = {"skip": step - 1}
-            where = self._range(current, hi, params)
-            query = (
-                f"SELECT {names} FROM {self.table} WHERE {where} ORDER BY {order} "
-                f"LIMIT 1 OFFSET :skip"
-            )
-            rows = self._run(query, params)
-            if not rows:
-                return found
-            key = self._key(rows[0])
-            if hi is not None and key == hi:
-                return found
-            found.append(key)
-            current = key
+        params: dict[str, Any] = {"step": step}
+        where = self._range(lo, hi, params)
+        numbered = (
+            f"SELECT {names}, row_number() OVER (ORDER BY {order}) AS hm_n "
+            f"FROM {self.table} WHERE {where}"
+        )
+        rows = self._run(
+            f"SELECT {names} FROM ({numbered}) x WHERE mod(hm_n, :step) = 0 ORDER BY hm_n",
+            params,
+        )
+        found = [self._key(row) for row in rows]
+        if found and hi is not None and found[-1] == hi:
+            found.pop()
+        return found
 
     def _key(self, raw: Any) -> Key:
         return tuple(_canonical(self._read(k.name, v)) for k, v in zip(self.keys, raw, strict=True))
@@ -297,27 +328,49 @@ class Reconciler:
             [t for _, t in pairs if t is not None], target_live, target_conn.timezone,
         )  # fmt: skip
         self.soft_in_source = source_live is not None
+        native = self.source.dialect == self.target.dialect == "postgresql" and all(
+            t is not None and describe_type(s) == describe_type(t) for s, t in pairs
+        )
+        self.source.native = self.target.native = native
         self.report = ReconcileReport(job.job_id, job.source.table, job.target.table)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="highmark-reconcile")
 
     def run(self) -> ReconcileReport:
         started = time.monotonic()
-        edges = self.source.boundaries(None, None, self.chunk_rows)
-        ranges = list(zip([None, *edges], [*edges, None], strict=True))
-        for lo, hi in ranges:
-            self.check()
-            self._range(lo, hi, top=True)
+        try:
+            # Boundaries every chunk_rows / FANOUT source rows: each top range is summed in
+            # FANOUT parts at once, so a range that differs is not read again to find its part.
+            step = max(1, math.ceil(self.chunk_rows / FANOUT))
+            fine = self.source.boundaries(None, None, step)
+            tops = fine[FANOUT - 1 :: FANOUT]
+            for lo, hi in zip([None, *tops], [*tops, None], strict=True):
+                self.check()
+                edges = [e for e in fine if _inside(e, lo, hi)]
+                parts = self._sum(lo, hi, edges)
+                bounds = zip([lo, *edges], [*edges, hi], strict=True)
+                for (s, t), (sub_lo, sub_hi) in zip(parts, bounds, strict=True):
+                    self.report.source_rows += s[0]
+                    self.report.target_rows += t[0]
+                    if s != t:
+                        self._descend(sub_lo, sub_hi, s, t)
+        finally:
+            self._pool.shutdown()
+            self.source.close()
+            self.target.close()
         self.report.seconds = round(time.monotonic() - started, 3)
         return self.report
 
-    def _range(self, lo: Key | None, hi: Key | None, *, top: bool = False) -> None:
-        source = self.source.summary(lo, hi)
-        target = self.target.summary(lo, hi)
-        self.report.ranges += 1
-        if top:
-            self.report.source_rows += source[0]
-            self.report.target_rows += target[0]
-        if source == target:
-            return
+    def _sum(
+        self, lo: Key | None, hi: Key | None, edges: list[Key]
+    ) -> list[tuple[Summary, Summary]]:
+        """Both databases sum the parts at once (each side has its own connection)."""
+        pending = self._pool.submit(self.source.summaries, lo, hi, edges)
+        target = self.target.summaries(lo, hi, edges)
+        self.report.ranges += len(edges) + 1
+        return list(zip(pending.result(), target, strict=True))
+
+    def _descend(self, lo: Key | None, hi: Key | None, source: Summary, target: Summary) -> None:
+        """A range that differs: compare its rows, or cut it and sum the parts."""
         rows = max(source[0], target[0])
         if rows <= LEAF_ROWS:
             self._leaf(lo, hi)
@@ -327,9 +380,11 @@ class Reconciler:
         if not edges:
             self._leaf(lo, hi)
             return
-        for sub_lo, sub_hi in zip([lo, *edges], [*edges, hi], strict=True):
+        parts = self._sum(lo, hi, edges)
+        for sub_lo, sub_hi, (s, t) in zip([lo, *edges], [*edges, hi], parts, strict=True):
             self.check()
-            self._range(sub_lo, sub_hi)
+            if s != t:
+                self._descend(sub_lo, sub_hi, s, t)
 
     def _leaf(self, lo: Key | None, hi: Key | None) -> None:
         report = self.report
@@ -356,6 +411,11 @@ class Reconciler:
         report.extra += len(leaf.extra)
         if self.on_leaf is not None and (leaf.missing or leaf.different or leaf.extra):
             self.on_leaf(leaf)
+
+
+def _inside(key: Key, lo: Key | None, hi: Key | None) -> bool:
+    """Is ``key`` strictly inside ``(lo, hi)`` (keys come from the source's own order)?"""
+    return (lo is None or key > lo) and (hi is None or key < hi)
 
 
 def _find(schema: TableSchema, name: str) -> ColumnInfo:
