@@ -270,6 +270,11 @@ class Project:
         per source table sets them all, or only ``source_table``'s."""
         job = self.job(job_id)
         specs = job.marks()
+        if job.load_type.value == "cdc":
+            raise ConfigError(
+                f"job {job_id} reads a log: its position cannot be set by hand (`highmark "
+                f"watermark reset {job_id}` or `run {job_id} --full-refresh` takes a new snapshot)"
+            )
         if not specs:
             raise ConfigError(f"job {job_id} has no watermark (load_type {job.load_type.value})")
         chosen = [s for s in specs if source_table in (None, s.source_table)]

@@ -269,6 +269,9 @@ class PostgresChanges:
     # ------------------------------------------------------------------ reading
 
     def changes(self, after: LogPoint, upto: LogPoint, batch_size: int) -> Iterator[ChangeSet]:
+        # A slot behind the recorded position (a run died after its checkpoint, before the slot
+        # moved) holds only transactions the target has: let them go before reading.
+        self.confirm(after.position)
         applied = after.position
         limit = max(batch_size, 100)
         while True:
@@ -309,8 +312,14 @@ class PostgresChanges:
                             pending = ChangeSet()
                 if pending.changes or pending.end is not None or pending.new_columns:
                     yield pending
-            if seen == 0 or rows < limit:
-                return
+            if rows < limit:
+                return  # the peek reached the end (upto, or the WAL flushed so far)
+            if seen == 0:
+                raise SourceError(
+                    f"{self._where()}: the replication slot {self.slot} returns only changes "
+                    f"already applied (before {pgoutput.format_lsn(applied)})",
+                    retryable=True,
+                )
 
     @contextmanager
     def _peek(self, upto: int, limit: int) -> Iterator[Iterator[bytes]]:
