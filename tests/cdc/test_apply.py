@@ -122,3 +122,26 @@ def test_hard_deletes_marked_in_another_database(
     live = [r for r in snapshot(target, TARGET) if r["removed_at"] is None]
     source = snapshot(engine, "orders")
     assert [{k: v for k, v in r.items() if k != "removed_at"} for r in live] == source
+
+
+def test_unchanged_large_values_are_kept(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """PostgreSQL does not log a TOASTed value an update left alone: the target keeps its own."""
+    import secrets
+
+    engine = engine_for(pg_url)
+    table = create_orders(engine)
+    insert_orders(engine, table, [order(i) for i in range(1, 4)])
+    execute(engine, "ALTER TABLE orders ADD COLUMN blob text")
+    big = secrets.token_hex(8000)  # incompressible: stored out of line
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE orders SET blob = :b WHERE id = 2"), {"b": big})
+    project = Project.load(write_cdc_project(write_project, pg_url))
+    run_ok(project)
+    execute(engine, "UPDATE orders SET amount = 42 WHERE id = 2")
+    execute(engine, "UPDATE orders SET amount = 43 WHERE id = 2")
+    changed = run_ok(project)
+    assert changed.rows_updated == 1
+    assert_equal(engine)
+    assert {r["id"]: r["blob"] for r in snapshot(engine, TARGET)}[2] == big
