@@ -61,6 +61,8 @@ def test_kill_while_applying(
     engine_for: Callable[[str], Engine],
     write_project: Callable[..., Path],
 ) -> None:
+    if point.startswith("before_log_confirm") and cdc_url.startswith("mysql"):
+        pytest.skip("MySQL/MariaDB keep no position for highmark: nothing to confirm")
     engine, project = _setup(cdc_url, engine_for, write_project, 12)
     assert run(project, "run", JOB).returncode == 0
     _changes(engine)
