@@ -125,9 +125,12 @@ class PostgresChanges:
             self._require_identity()
             self._ensure_publication()
             row = self._one(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", self.slot
+                "SELECT active_pid, database = current_database(), database "
+                "FROM pg_replication_slots WHERE slot_name = %s",
+                self.slot,
             )
             if row is not None:
+                self._require_ours(row[1], row[2])
                 if row[0] is not None:
                     raise SourceError(
                         f"replication slot {self.slot} is in use by pid {row[0]}; stop what "
@@ -146,6 +149,15 @@ class PostgresChanges:
         lsn = pgoutput.parse_lsn(lsn_text)
         self._confirmed = lsn
         return LogPoint(lsn, lsn_text, now)
+
+    def _require_ours(self, ours: bool, database: str) -> None:
+        """Slot names are cluster-wide: never touch another database's slot."""
+        if not ours:
+            raise SourceError(
+                f"job {self.job.job_id}: replication slot {self.slot} belongs to database "
+                f"{database}, not this one; name another with cdc.slot",
+                retryable=False,
+            )
 
     def _require_logical(self) -> None:
         (level,) = self._one("SHOW wal_level")
@@ -193,11 +205,13 @@ class PostgresChanges:
     def resume(self, position: int) -> None:
         with self._errors("cannot read the replication slot of"):
             row = self._one(
-                "SELECT confirmed_flush_lsn::text, wal_status FROM pg_replication_slots "
-                "WHERE slot_name = %s",
+                "SELECT confirmed_flush_lsn::text, wal_status, database = current_database(), "
+                "database FROM pg_replication_slots WHERE slot_name = %s",
                 self.slot,
             )
             self._table_oid = self._oid()
+        if row is not None:
+            self._require_ours(row[2], row[3])
         fix = f"re-snapshot with `highmark run {self.job.job_id} --full-refresh`"
         at = pgoutput.format_lsn(position)
         if row is None or row[1] == "lost":
@@ -241,7 +255,8 @@ class PostgresChanges:
         with self._errors("cannot read the replication slot of"):
             row = self._one(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) "
-                "FROM pg_replication_slots WHERE slot_name = %s",
+                "FROM pg_replication_slots WHERE slot_name = %s "
+                "AND database = current_database()",
                 self.slot,
             )
         return None if row is None or row[0] is None else int(row[0])
@@ -250,9 +265,12 @@ class PostgresChanges:
         dropped: list[str] = []
         with self._errors("cannot drop the change capture of"):
             row = self._one(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", self.slot
+                "SELECT active_pid, database = current_database(), database "
+                "FROM pg_replication_slots WHERE slot_name = %s",
+                self.slot,
             )
             if row is not None:
+                self._require_ours(row[1], row[2])
                 if row[0] is not None:
                     raise SourceError(
                         f"replication slot {self.slot} is in use by pid {row[0]} (a run of "
