@@ -120,3 +120,38 @@ def test_lag_past_max_lag_alerts(
     assert [a.event for a in raised] == ["cdc_lag"]
     assert "cdc_lag" in inbox.read_text()
     assert project.check_alerts().raised == []  # once a day, not once a minute
+
+
+def test_follow_keeps_applying_until_stopped(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    import signal
+    import time
+
+    from tests.cdc.support import assert_equal, differences
+    from tests.faults.harness import start
+    from tests.faults.invariants import reaped
+
+    engine = _source(pg_url, engine_for)
+    path = write_cdc_project(write_project, pg_url)
+    with reaped(start(path, "run", JOB, "--follow", "--every", "0.2s")) as child:
+        for i in (10, 11):
+            execute(
+                engine,
+                f"INSERT INTO orders (id, customer, amount, updated_at) "
+                f"VALUES ({i}, 'live', 1.00, '2024-02-01 00:00:00')",
+            )
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if not any(differences(engine).values()):
+                        break
+                except Exception:  # the target is created by the first run
+                    pass
+                time.sleep(0.1)
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=60)
+        assert child.returncode == 143
+    assert_equal(engine)
+    runs = json.loads(run(path, "runs", JOB, "--json").stdout)
+    assert len(runs) >= 2 and runs[-1]["run_status"] == "success"
