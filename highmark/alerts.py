@@ -8,6 +8,7 @@ Events, per job:
 * ``recovered``: a success ended a failure streak — once;
 * ``stale``: the last success (else the watermark's last move, else the job's registration) is older
   than the job's ``freshness`` — once per stale episode, until the next success.
+* ``cdc_lag``: a CDC job's source keeps more log for it than its ``cdc.max_lag`` (once a day).
 
 Cancelled runs neither start nor end a streak. Each alert is one ``etl_alerts`` row per sink, unique
 on (sink, dedup_key), so concurrent processes raise it once. The process that raised it delivers it
@@ -83,12 +84,14 @@ _TITLES = {
     "consecutive_failures": "failing repeatedly",
     "recovered": "recovered",
     "stale": "stale",
+    "cdc_lag": "log held on the source",
 }
 _COLORS = {  # Teams themeColor
     "failed": "D7263D",
     "consecutive_failures": "8B0000",
     "recovered": "2EB67D",
     "stale": "F0A202",
+    "cdc_lag": "F0A202",
 }
 
 
@@ -215,9 +218,42 @@ def deliver_pending(store: ControlStore, config: ProjectConfig) -> int:
     return delivered
 
 
+def check_cdc_lag(store: ControlStore, config: ProjectConfig) -> list[AlertRecord]:
+    """Raise a ``cdc_lag`` alert for every CDC job whose source keeps more log for it than its
+    ``cdc.max_lag`` (a forgotten or stuck job fills the source's disk): once a day per job while
+    it lasts."""
+    from highmark import cdc_ops
+
+    jobs = [j for j in cdc_ops.cdc_jobs(config) if j.is_active and j.cdc_settings.max_lag]
+    if not config.alerts or not jobs:
+        return []
+    day = store.now().date().isoformat()
+    events = []
+    for job in jobs:
+        state = cdc_ops.state(config, store, job)
+        if not state.over_limit:
+            continue
+        events.append(
+            Event(
+                job_id=job.job_id,
+                event="cdc_lag",
+                dedup_key=f"cdc_lag:{job.job_id}:{day}",
+                run_id=None,
+                message=(
+                    f"{job.job_id}: {state.log} on {state.connection} holds {state.lag_bytes} "
+                    f"bytes of log, over cdc.max_lag {state.max_lag}; run the job, or remove "
+                    f"it with `highmark cdc drop {job.job_id}`"
+                ),
+                payload={"lag_bytes": state.lag_bytes, "max_lag": state.max_lag},
+            )
+        )
+    return _raise_and_deliver(store, config, events) if events else []
+
+
 def check(store: ControlStore, config: ProjectConfig) -> CheckResult:
-    """One round of periodic checks: raise ``stale`` alerts, then retry what is due."""
-    raised = check_freshness(store, config)
+    """One round of periodic checks: raise ``stale`` and ``cdc_lag`` alerts, then retry what
+    is due."""
+    raised = check_freshness(store, config) + check_cdc_lag(store, config)
     return CheckResult(raised=raised, delivered=deliver_pending(store, config))
 
 

@@ -8,9 +8,10 @@ when the variable is unset, which is always the case outside tests.
 
 Points: ``mid_batch`` (rows merged or staged, the target transaction not yet committed),
 ``after_target_commit`` (the batch committed in the target, its checkpoint not yet saved),
-``during_final_commit`` (the watermark written inside the finishing transaction, not committed),
-``in_purge_batch`` (a purge batch rolled up and deleted, not committed), ``between_purge_batches``
-(a purge batch committed, the next not begun).
+``before_log_confirm`` (a CDC batch committed in the target and checkpointed, the source's log
+not yet told: the replication slot not advanced), ``during_final_commit`` (the watermark written
+inside the finishing transaction, not committed), ``in_purge_batch`` (a purge batch rolled up and
+deleted, not committed), ``between_purge_batches`` (a purge batch committed, the next not begun).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ knows it all, so any process can expose it: ``highmark metrics`` prints it once,
 ``highmark_job_stale{job_id}``                           1 when older than the job's ``freshness``
 ``highmark_watermark_age_seconds{job_id}``               now minus the watermark's last move
 ``highmark_control_store_up``                            0 when the control store cannot be read
+``highmark_cdc_lag_bytes{job_id}``                       bytes of log a CDC job's source keeps for
+                                                         it (asked of the source at each scrape)
 =======================================================  =========================================
 """
 
@@ -66,6 +68,7 @@ class HighmarkCollector(Collector):
             return
         yield _up(1)
         yield from self._families(snapshot)
+        yield from _cdc_lag(self.store, self.config)
 
     def _families(self, snapshot: MetricsSnapshot) -> Iterator[Metric]:
         jobs = list(snapshot.jobs.values())
@@ -123,6 +126,26 @@ class HighmarkCollector(Collector):
                 age = (snapshot.now - job.watermark_updated_at).total_seconds()
                 watermark_age.add_metric(label, max(0.0, age))
         yield from (runs, rows, durations, running, last_success, stale, watermark_age)
+
+
+def _cdc_lag(store: ControlStore, config: ProjectConfig) -> Iterator[Metric]:
+    from highmark import cdc_ops
+
+    jobs = cdc_ops.cdc_jobs(config)
+    if not jobs:
+        return
+    lag = GaugeMetricFamily(
+        "highmark_cdc_lag_bytes",
+        "Bytes of log (WAL, binlog) the source keeps for the CDC job; absent when unknown.",
+        labels=["job_id"],
+    )
+    for job in jobs:
+        found = cdc_ops.state(config, store, job)
+        if found.error:
+            log.warning("metrics: %s: %s", job.job_id, found.error)
+        elif found.lag_bytes is not None:
+            lag.add_metric([job.job_id], found.lag_bytes)
+    yield lag
 
 
 def render(store: ControlStore, config: ProjectConfig) -> bytes:

@@ -33,6 +33,10 @@ class TriggeredBy(enum.StrEnum):
 class WatermarkType(enum.StrEnum):
     TIMESTAMP = "timestamp"
     INTEGER = "integer"
+    # A CDC job's place in the source's log: ``id`` is the position as an integer (PostgreSQL:
+    # the LSN; MySQL/MariaDB: binlog file number * 2**32 + offset), ``ts`` the commit time of the
+    # last transaction applied (informative: positions alone order the mark).
+    LOG_POSITION = "log_position"
 
 
 @dataclass(frozen=True, order=False)
@@ -41,7 +45,9 @@ class Watermark:
 
     ``timestamp`` watermarks compare by ``(ts, id)`` when the job has a tiebreaker (``id`` is then
     the tiebreaker value of the last row loaded at ``ts``); ``integer`` watermarks compare by
-    ``id``. Values are kept in the source's native precision and never rounded.
+    ``id``; ``log_position`` watermarks compare by ``id`` (the position in the log) and carry the
+    commit time of the last change applied in ``ts``. Values are kept in the source's native
+    precision and never rounded.
     """
 
     type: WatermarkType
@@ -53,11 +59,11 @@ class Watermark:
             object.__setattr__(self, "ts", ensure_utc(self.ts))
         if self.type is WatermarkType.TIMESTAMP and self.ts is None:
             raise ValueError("a timestamp watermark needs a timestamp")
-        if self.type is WatermarkType.INTEGER and self.id is None:
-            raise ValueError("an integer watermark needs an integer")
+        if self.type is not WatermarkType.TIMESTAMP and self.id is None:
+            raise ValueError(f"a {self.type.value} watermark needs an integer")
 
     def key(self) -> tuple[Any, ...]:
-        if self.type is WatermarkType.INTEGER:
+        if self.type is not WatermarkType.TIMESTAMP:
             return (self.id,)
         # A missing tiebreaker sorts below every id: (ts, None) < (ts, any id).
         return (self.ts, -(2**63) if self.id is None else self.id)
@@ -93,6 +99,11 @@ class Watermark:
     def __str__(self) -> str:
         if self.type is WatermarkType.INTEGER:
             return str(self.id)
+        if self.type is WatermarkType.LOG_POSITION:
+            when = (
+                "" if self.ts is None else f" (commit {self.ts.isoformat().replace('+00:00', 'Z')})"
+            )
+            return f"position {self.id}{when}"
         assert self.ts is not None
         text = self.ts.isoformat().replace("+00:00", "Z")
         return text if self.id is None else f"{text} / {self.id}"
@@ -247,10 +258,12 @@ class WatermarkRecord:
         return cls(**{f: m[f] for f in cls.__dataclass_fields__})
 
     def watermark(self) -> Watermark | None:
-        if self.watermark_type == WatermarkType.INTEGER.value:
+        if self.watermark_type in (WatermarkType.INTEGER.value, WatermarkType.LOG_POSITION.value):
             if self.last_value_integer is None:
                 return None
-            return Watermark(WatermarkType.INTEGER, id=self.last_value_integer)
+            kind = WatermarkType(self.watermark_type)
+            ts = self.last_value_timestamp if kind is WatermarkType.LOG_POSITION else None
+            return Watermark(kind, ts=ts, id=self.last_value_integer)
         if self.last_value_timestamp is None:
             return None
         return Watermark(

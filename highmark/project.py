@@ -58,7 +58,11 @@ class Project:
 
     def sync(self) -> None:
         """Upsert every job of the file into ``etl_jobs``; jobs gone from it become inactive."""
-        self.store.sync_jobs([_definition(job) for job in self.config.jobs.values()])
+        gone = self.store.sync_jobs([_definition(job) for job in self.config.jobs.values()])
+        if gone:
+            from highmark.cdc_ops import warn_removed
+
+            warn_removed(self.config, self.store, gone)
 
     def migrate(self) -> tuple[str | None, str]:
         return self.store.migrate()
@@ -156,6 +160,70 @@ class Project:
 
         return metrics.render(self.store, self.config)
 
+    # ------------------------------------------------------------------ reconcile
+
+    def reconcile(
+        self,
+        job_id: str,
+        *,
+        repair: bool = False,
+        as_run: bool = False,
+        triggered_by: TriggeredBy | str = TriggeredBy.MANUAL,
+        observer: RunObserver | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Any:
+        """Compare a SQL job's source and target by primary key (highmark/reconcile.py) and
+        return a ``ReconcileResult``. ``repair`` fixes what differs, as a run of its own in
+        ``etl_job_runs`` that leaves the watermark where it is; ``as_run`` records a plain
+        comparison as a run too (failed when something differs)."""
+        from highmark.config import TableJobSpec
+        from highmark.config.cdc import DEFAULT_RECONCILE_CHUNK
+        from highmark.errors import CheckpointError
+        from highmark.movers.reconcile import ReconcileMover, reconcile_job
+        from highmark.reconcile import Reconciler, ReconcileReport, ReconcileResult
+
+        job = self.job(job_id)
+        if not isinstance(job, TableJobSpec):
+            raise ConfigError(f"reconcile compares SQL tables; {job_id} is a {job.kind} job")
+        chunk = job.reconcile.chunk_rows if job.reconcile else DEFAULT_RECONCILE_CHUNK
+        if not repair and not as_run:
+            return ReconcileResult(Reconciler(self.config, job, chunk_rows=chunk).run())
+        if self.store.get_checkpoint(job_id):
+            raise CheckpointError(
+                f"job {job_id} has the checkpoint of an unfinished run: run the job first (it "
+                "resumes), then reconcile"
+            )
+        mover = ReconcileMover(self.config, job, repair=repair, chunk_rows=chunk)
+        record = run_job(
+            self.store,
+            self.config,
+            reconcile_job(job, mover),
+            triggered_by=TriggeredBy(triggered_by),
+            observer=observer,
+            cancel=cancel,
+        )
+        report = mover.report or ReconcileReport(job_id, job.source.table, job.target.table)
+        report.run_id = record.run_id
+        return ReconcileResult(report, record)
+
+    # ------------------------------------------------------------------ change data capture
+
+    def cdc_status(self, job_id: str | None = None) -> list[Any]:
+        """Each CDC job's log on its source: position applied and bytes held (``cdc_ops``)."""
+        from highmark import cdc_ops
+
+        if job_id is not None:
+            self.store.get_job(job_id)
+        return cdc_ops.states(self.config, self.store, job_id)
+
+    def cdc_drop(self, job_id: str) -> list[str]:
+        """Remove a CDC job's slot and publication and forget its position (its next run takes
+        a new snapshot); returns what was removed."""
+        from highmark import cdc_ops
+
+        self.store.get_job(job_id)
+        return cdc_ops.drop(self.config, self.store, job_id)
+
     # ------------------------------------------------------------------ reports
 
     def status(self) -> list[tuple[JobRecord, RunRecord | None]]:
@@ -202,6 +270,11 @@ class Project:
         per source table sets them all, or only ``source_table``'s."""
         job = self.job(job_id)
         specs = job.marks()
+        if job.load_type.value == "cdc":
+            raise ConfigError(
+                f"job {job_id} reads a log: its position cannot be set by hand (`highmark "
+                f"watermark reset {job_id}` or `run {job_id} --full-refresh` takes a new snapshot)"
+            )
         if not specs:
             raise ConfigError(f"job {job_id} has no watermark (load_type {job.load_type.value})")
         chosen = [s for s in specs if source_table in (None, s.source_table)]

@@ -97,6 +97,7 @@ class Worker:
         self._last_renewal = 0.0
         self._last_maintenance = 0.0
         self._last_orphan_check = 0.0
+        self._reconciles: list[BaseProcess] = []  # scheduled reconciles running (reconcile:)
 
     # ------------------------------------------------------------------ the loop
 
@@ -156,9 +157,15 @@ class Worker:
         if now - self._last_maintenance < MAINTENANCE_INTERVAL.total_seconds():
             return
         self._last_maintenance = now
-        from highmark import alerts, retention
+        from highmark import alerts, reconcile_schedule, retention
 
+        for done in [p for p in self._reconciles if not p.is_alive()]:
+            done.join()
+            self._reconciles.remove(done)
         try:
+            self._reconciles += reconcile_schedule.start_due(
+                self.config, self.store, self.worker_id
+            )
             checked = alerts.maybe_check(self.store, self.config, worker_id=self.worker_id)
             if checked is not None and (checked.raised or checked.delivered):
                 log.info(

@@ -7,6 +7,7 @@ PostgreSQL (127.0.0.1:5432, user postgres) and MariaDB (127.0.0.1:3306, root) mu
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,8 +49,26 @@ def pg_url() -> Iterator[str]:
     finally:
         highmark_db.dispose_all()
         with admin.connect() as conn:
+            _drop_slots(conn, name)
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _drop_slots(conn: Any, database: str) -> None:
+    """Logical replication slots (CDC tests) keep their database from being dropped."""
+    held = (
+        "SELECT active_pid FROM pg_replication_slots WHERE database = :d AND active_pid IS NOT NULL"
+    )
+    for (pid,) in conn.execute(text(held), {"d": database}).all():
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    slots = "SELECT slot_name FROM pg_replication_slots WHERE database = :d"
+    for (slot,) in conn.execute(text(slots), {"d": database}).all():
+        for _ in range(50):  # a terminated backend lets go of its slot a moment later
+            try:
+                conn.execute(text("SELECT pg_drop_replication_slot(:s)"), {"s": slot})
+                break
+            except Exception:
+                time.sleep(0.1)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ configuration or an unknown job; 130/143 a run cancelled by SIGINT/SIGTERM.
     runs.py        run, cancel, runs, status, jobs, enable, disable
     marks.py       watermark, checkpoint
     operations.py  migrate, worker, purge, metrics, check, alerts, demo
+    cdc.py         cdc status, cdc drop
+    reconcile.py   reconcile
 
 A module of commands registers them on :data:`cli` when imported; each imports what it needs
 inside its commands, so that ``--help`` and ``--version`` stay light.
@@ -19,7 +21,7 @@ import sys
 
 import click
 
-from highmark.cli import marks, operations, runs  # noqa: F401  (they register their commands)
+from highmark.cli import cdc, marks, operations, reconcile, runs  # noqa: F401  (they register their commands)
 from highmark.cli.base import SIGNAL_EXIT, cli, fail
 
 __all__ = ["cli", "main"]

@@ -43,6 +43,18 @@ from highmark.cli.base import (
     help="Recorded in etl_job_runs.triggered_by.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the finished run record(s) as JSON.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Run JOB_ID again as soon as each run ends (CDC: keep applying), until SIGTERM/Ctrl-C.",
+)
+@click.option(
+    "--every",
+    metavar="DURATION",
+    default="1s",
+    show_default=True,
+    help="With --follow: at least this long between the starts of two runs.",
+)
 @click.pass_obj
 @handles_errors
 def run(
@@ -52,10 +64,18 @@ def run(
     full_refresh: bool,
     triggered_by: str,
     as_json: bool,
+    follow: bool,
+    every: str,
 ) -> None:
     """Run JOB_ID once (or every active job with --all)."""
     if bool(job_id) == run_all:
         raise click.UsageError("name one JOB_ID, or use --all")
+    if follow:
+        if run_all or as_json:
+            raise click.UsageError("--follow runs one JOB_ID, without --json")
+        assert job_id is not None
+        _follow(ctx, job_id, full_refresh, TriggeredBy(triggered_by), every)
+        return
     from highmark.run import CancelToken
 
     project = ctx.project
@@ -90,6 +110,39 @@ def run(
         sys.exit(SIGNAL_EXIT.get(signal.Signals(cancel.signal_number or signal.SIGINT), 130))
     if any(r.run_status is not RunStatus.SUCCESS for r in records):
         sys.exit(EXIT_RUN_FAILED)
+
+
+def _follow(
+    ctx: Context, job_id: str, full_refresh: bool, triggered_by: TriggeredBy, every: str
+) -> None:
+    """Runs of one job back to back (each its own run, its marks committed) until a signal; a
+    failed run is followed by the next one after the interval, as a cron schedule would."""
+    import time
+
+    from highmark.config import parse_duration
+    from highmark.run import CancelToken
+
+    try:
+        interval = parse_duration(every).total_seconds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    project = ctx.project
+    project.job(job_id)
+    cancel = CancelToken()
+    with _cancel_on_signals(cancel):
+        while not cancel.event.is_set():
+            began = time.monotonic()
+            observer = ConsoleObserver(interactive=sys.stderr.isatty())
+            record = project.run(
+                job_id, full_refresh=full_refresh, triggered_by=triggered_by,
+                observer=observer, cancel=cancel,
+            )  # fmt: skip
+            full_refresh = False
+            click.echo(summary(record))
+            if record.run_status is RunStatus.FAILED and record.error_message:
+                click.echo(f"highmark: error: {job_id}: {record.error_message}", err=True)
+            cancel.event.wait(max(0.0, interval - (time.monotonic() - began)))
+    sys.exit(SIGNAL_EXIT.get(signal.Signals(cancel.signal_number or signal.SIGINT), 130))
 
 
 @contextmanager
@@ -191,6 +244,12 @@ def disable(ctx: Context, job_id: str) -> None:
 def status(ctx: Context, as_json: bool) -> None:
     """The latest run of every active job."""
     rows = ctx.project.status()
+    # CDC jobs: the bytes of log their source keeps for them (asked of each source).
+    lags = (
+        {s.job_id: s for s in ctx.project.cdc_status()}
+        if any(job.load_type == "cdc" for job, _ in rows)
+        else {}
+    )
     out: list[dict[str, Any]] = [
         {
             "job_id": job.job_id,
@@ -204,6 +263,7 @@ def status(ctx: Context, as_json: bool) -> None:
             "rows_updated": run.rows_updated if run else None,
             "rows_deleted": run.rows_deleted if run else None,
             "error_message": run.error_message if run else None,
+            **({"cdc_lag_bytes": lags[job.job_id].lag_bytes} if job.job_id in lags else {}),
         }
         for job, run in rows
     ]
@@ -218,16 +278,26 @@ def status(ctx: Context, as_json: bool) -> None:
         "started_at",
         "finished_at",
         "rows_written",
+        *(["cdc lag"] if lags else []),
         "error_message",
     )
     for row in out:
+        lag = lags.get(row["job_id"])
+        lag_cell = [] if not lags else ["" if lag is None else _lag_text(lag)]
         table.add_row(
             row["job_id"], row["job_name"], row["load_type"], row["run_status"] or "never run",
             ts(row["started_at"]), ts(row["finished_at"]),
             "" if row["rows_written"] is None else f"{row['rows_written']:,}",
+            *lag_cell,
             row["error_message"] or "",
         )  # fmt: skip
     new_console().print(table)
+
+
+def _lag_text(lag: Any) -> str:
+    from highmark.cli.cdc import size_text
+
+    return "unknown" if lag.error else size_text(lag.lag_bytes)
 
 
 @cli.command()

@@ -34,7 +34,9 @@ class WorkerSettings(Strict):
 
 
 AlertEvent = Literal["failed", "consecutive_failures", "recovered", "stale"]
-ALERT_EVENTS: tuple[str, ...] = ("failed", "consecutive_failures", "recovered", "stale")
+ALERT_EVENTS: tuple[str, ...] = (
+    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag",
+)  # fmt: skip
 
 
 class _Sink(Strict):

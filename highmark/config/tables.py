@@ -7,12 +7,19 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from highmark.config.cdc import CdcSpec, ReconcileSettings, default_log_name
 from highmark.config.common import IDENTIFIER, KeyedError, Strict, parse_duration
 from highmark.config.jobs import JobSpec, MarkSpec, SourceRef, TargetRef
 from highmark.models import LoadType, WatermarkType
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+
+    from highmark.config.project import ProjectConfig
+    from highmark.movers.base import Mover
+
+# What a CDC job keeps in etl_watermarks: its position in the source's log.
+CDC_MARK_COLUMN = "log_position"
 
 DEFAULT_BATCH_SIZE = 10_000
 MAX_PARALLELISM = 16
@@ -59,6 +66,8 @@ class WatermarkSpec(Strict):
 
     @model_validator(mode="after")
     def _coherent(self) -> WatermarkSpec:
+        if self.type is WatermarkType.LOG_POSITION:
+            raise KeyedError(("type",), "use timestamp or integer (log positions are for cdc jobs)")
         if self.type is WatermarkType.INTEGER and self.tiebreaker:
             raise KeyedError(
                 ("tiebreaker",), "an integer watermark takes no tiebreaker (the column is the key)"
@@ -88,6 +97,15 @@ class TableJobSpec(JobSpec):
     batch_size: Annotated[int, Field(gt=0, le=1_000_000)] = DEFAULT_BATCH_SIZE
     # Ranges of a first load that are loaded at once (highmark/parallel.py says where it applies).
     parallelism: Annotated[int, Field(ge=1, le=MAX_PARALLELISM)] = 1
+    # load_type cdc: the log it reads (highmark/movers/cdc.py).
+    cdc: CdcSpec | None = None
+    # `highmark reconcile` on a schedule, under the worker (highmark/reconcile/).
+    reconcile: ReconcileSettings | None = None
+
+    @field_validator("load_type")
+    @classmethod
+    def _supported(cls, value: LoadType) -> LoadType:
+        return value  # SQL tables take every load type, cdc included
 
     @field_validator("primary_key", mode="before")
     @classmethod
@@ -102,7 +120,40 @@ class TableJobSpec(JobSpec):
             )
         if len(set(self.primary_key)) != len(self.primary_key):
             raise KeyedError(("primary_key",), "lists a column twice")
+        if self.load_type is LoadType.CDC and self.watermark is not None:
+            raise KeyedError(
+                ("watermark",), "a cdc job reads the source's log, not a watermark column"
+            )
+        if self.cdc is not None and self.load_type is not LoadType.CDC:
+            raise KeyedError(("cdc",), "applies to load_type: cdc only")
         return self
+
+    @property
+    def cdc_settings(self) -> CdcSpec:
+        return self.cdc or CdcSpec()
+
+    @property
+    def slot_name(self) -> str:
+        """The PostgreSQL replication slot of a CDC job."""
+        return self.cdc_settings.slot or default_log_name(self.job_id)
+
+    @property
+    def publication_name(self) -> str:
+        return self.cdc_settings.publication or self.slot_name
+
+    def mover(self, config: ProjectConfig) -> Mover:
+        if self.load_type is LoadType.CDC:
+            from highmark.movers.cdc import CdcMover
+
+            return CdcMover(config, self)
+        return super().mover(config)
+
+    def check_source(self, config: ProjectConfig) -> list[Any]:
+        if self.load_type is LoadType.CDC:
+            from highmark.checker_cdc import check_cdc
+
+            return list(check_cdc(config, self))
+        return super().check_source(config)
 
     @property
     def source_label(self) -> str:
@@ -113,12 +164,18 @@ class TableJobSpec(JobSpec):
         return self.target.table
 
     def marks(self) -> list[MarkSpec]:
+        if self.load_type is LoadType.CDC:
+            return [MarkSpec(self.source.table, CDC_MARK_COLUMN, WatermarkType.LOG_POSITION)]
         if self.watermark is None:
             return []
         spec = self.watermark
         return [MarkSpec(self.source.table, spec.column, spec.type, bool(spec.tiebreaker))]
 
     def checkpoint_model(self) -> type[BaseModel]:
+        if self.load_type is LoadType.CDC:
+            from highmark.movers.cdc_checkpoint import CdcCheckpoint
+
+            return CdcCheckpoint
         from highmark.checkpoint import RunCheckpoint
 
         return RunCheckpoint

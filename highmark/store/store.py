@@ -161,19 +161,20 @@ class ControlStore:
 
     # ------------------------------------------------------------------ jobs
 
-    def sync_jobs(self, definitions: Sequence[JobDefinition]) -> None:
-        """Upsert the project's jobs; jobs no longer defined become inactive, keeping history."""
+    def sync_jobs(self, definitions: Sequence[JobDefinition]) -> list[str]:
+        """Upsert the project's jobs; jobs no longer defined become inactive, keeping history.
+        Returns the jobs that became inactive now because they left the file."""
         wanted = {d.job_id: d for d in definitions}
         for attempt in range(2):
             try:
                 with self._begin("cannot sync jobs into etl_jobs") as connection:
-                    self._sync_jobs(connection, wanted)
-                return
+                    return self._sync_jobs(connection, wanted)
             except StoreError:
                 if attempt:  # a concurrent process inserted the same job: one retry settles it
                     raise
+        return []
 
-    def _sync_jobs(self, connection: Connection, wanted: dict[str, JobDefinition]) -> None:
+    def _sync_jobs(self, connection: Connection, wanted: dict[str, JobDefinition]) -> list[str]:
         columns = [
             "job_name", "description", "source_table", "target_table", "load_type",
             "schedule", "schedule_timezone", "timeout_seconds", "retry_count", "definition",
@@ -234,6 +235,7 @@ class ControlStore:
                 .where(etl_jobs.c.job_id.in_(gone))
                 .values(is_active=False, updated_at=now)
             )
+        return gone
 
     def set_active(self, job_id: str, active: bool) -> JobRecord:
         """`highmark enable/disable`: override the file's is_active until the file changes it."""

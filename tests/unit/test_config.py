@@ -60,9 +60,9 @@ ERRORS: list[tuple[str, str, tuple[str, ...]]] = [
         (":9:", "job orders_sync", "load_type", "'streaming'", "'full'"),
     ),
     (
-        "cdc-not-supported-yet",
+        "cdc-with-a-watermark",
         edited("load_type: incremental", "load_type: cdc"),
-        (":9:", "job orders_sync", "load_type", "'cdc' is not supported yet"),
+        (":13:", "job orders_sync", "watermark", "a cdc job reads the source's log"),
     ),
     (
         "invalid-cron",
@@ -213,7 +213,7 @@ def test_a_bad_project_file_is_one_clear_line(
 
 def test_the_cli_reports_a_bad_project_file_in_one_line_and_exits_2(tmp_path: Path) -> None:
     cases = [case for case in ERRORS if case[0] in {
-        "yaml-syntax", "cdc-not-supported-yet", "unset-variable", "misspelt-key",
+        "yaml-syntax", "cdc-with-a-watermark", "unset-variable", "misspelt-key",
         "incremental-without-watermark",
     }]  # fmt: skip
     started = []
