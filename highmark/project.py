@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from highmark import clock
 from highmark.checkpoint import RunCheckpoint, validate_partial
-from highmark.config import JobSpec, ProjectConfig, load_project_config, parse_duration
+from highmark.config import (
+    JobSpec,
+    ProjectConfig,
+    TableJobSpec,
+    load_project_config,
+    parse_duration,
+)
 from highmark.errors import ConfigError, JobNotFoundError
 from highmark.models import (
     Backfill,
@@ -144,17 +150,12 @@ class Project:
         self, job_id: str, start: str | None, end: str | None, *, resume: bool = False
     ) -> Backfill:
         """Check that ``job_id`` can be backfilled and parse its window (ConfigError if not)."""
-        from highmark.config import TableJobSpec
-
-        job = self.job(job_id)
-        if (
-            not isinstance(job, TableJobSpec)
-            or job.load_type is not LoadType.INCREMENTAL
-            or job.watermark is None
-        ):
+        if not self.can_backfill(job_id):
             raise ConfigError(
                 f"job {job_id} is not an incremental SQL job: it cannot be backfilled"
             )
+        job = self.job(job_id)
+        assert isinstance(job, TableJobSpec) and job.watermark is not None
         if resume:
             window = (self.store.get_checkpoint(job_id, backfill=True) or {}).get("backfill_window")
             if not isinstance(window, dict):
@@ -179,6 +180,15 @@ class Project:
                 f"the backfill window ({start}, {end}] is empty: --from must be before --to"
             )
         return Backfill(low, high)
+
+    def can_backfill(self, job_id: str) -> bool:
+        """Whether ``job_id`` is an incremental SQL job (the kind a backfill loads)."""
+        job = self.job(job_id)
+        return (
+            isinstance(job, TableJobSpec)
+            and job.load_type is LoadType.INCREMENTAL
+            and job.watermark is not None
+        )
 
     def backfill_checkpoint(self, job_id: str) -> dict[str, Any] | None:
         """The checkpoint of the job's unfinished backfill (None: it has none)."""
