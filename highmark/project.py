@@ -156,6 +156,13 @@ class Project:
             )
         job = self.job(job_id)
         assert isinstance(job, TableJobSpec) and job.watermark is not None
+        if not self.store.get_watermarks(job_id):
+            # Its first run loads everything (straight into the empty target, not by upserts,
+            # which a backfill beside it would break): there is nothing to load again yet.
+            raise ConfigError(
+                f"job {job_id} has no watermark yet: its first run loads everything; "
+                "backfill once it has succeeded"
+            )
         if resume:
             window = (self.store.get_checkpoint(job_id, backfill=True) or {}).get("backfill_window")
             if not isinstance(window, dict):

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy import delete as sa_delete
 
-from highmark.errors import StoreError
+from highmark.errors import ConfigError, JobAlreadyRunningError, RunNotFoundError, StoreError
 from highmark.models import (
     MarkUpdate,
     RunRecord,
@@ -124,11 +124,11 @@ class Watermarks(StoreBase):
                 select(etl_job_runs).where(etl_job_runs.c.run_id == run_id)
             ).first()
             if run is None or run.job_id != job_id:
-                raise StoreError(f"job {job_id!r} has no run {run_id}")
+                raise RunNotFoundError(f"job {job_id!r} has no run {run_id}")
             record = RunRecord.from_row(run)
             if record.run_status is not RunStatus.SUCCESS or record.backfill_window is not None:
                 what = "a backfill" if record.backfill_window is not None else "not a success"
-                raise StoreError(
+                raise ConfigError(
                     f"run {run_id} of {job_id} is {what}: it left no mark to go back to"
                 )
             marks = _marks_after(connection, record)
@@ -153,8 +153,9 @@ class Watermarks(StoreBase):
             select(etl_job_runs.c.run_id).where(etl_job_runs.c.live_job_id == job_id)
         ).first()
         if live is not None:
-            raise StoreError(
-                f"job {job_id!r} has a live run ({live.run_id}); wait for it or cancel it first"
+            raise JobAlreadyRunningError(
+                f"job {job_id!r} has a live run ({live.run_id}); wait for it or cancel it first",
+                run_id=live.run_id,
             )
 
 
