@@ -101,7 +101,7 @@ Action = Annotated[dict[str, str], Depends(admin_action)]
 def login_page(request: Request, next: str = "/") -> Response:
     if request.app.state.auth.session(request.cookies.get(SESSION_COOKIE)) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _render(request, "login.html", None, {"next": _safe_next(next), "error": None})
+    return _render(request, "login.html", None, {"next": _safe_next(next), "login_error": None})
 
 
 @router.post("/login")
@@ -116,7 +116,7 @@ def login(request: Request, fields: Annotated[dict[str, str], Depends(form)]) ->
     )
     if principal is None:
         note_outcome(request, "login refused")
-        context = {"next": back, "error": "That token is not valid."}
+        context = {"next": back, "login_error": "That token is not valid."}
         return _render(request, "login.html", None, context, status_code=401)
     cookie, _ = request.app.state.auth.new_session(principal)
     note_outcome(request, "logged in")

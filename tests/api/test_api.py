@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import httpx
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from highmark.models import Counts, RunStatus
-from highmark.project import Project
 from tests.api.support import ADMIN, ADMIN_TOKEN, READ, READ_TOKEN, served, wait_for_run
 
 pytestmark = [
@@ -99,7 +97,7 @@ def test_auth_matrix(db_url: str, tmp_path: Path, engine_for: Callable[[str], En
 def test_a_triggered_run_reaches_success_with_triggered_by_api(
     db_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]
 ) -> None:
-    with served(db_url, tmp_path, engine_for) as (client, project, app):
+    with served(db_url, tmp_path, engine_for) as (client, project, _app):
         started = client.post("/api/v1/jobs/sync/runs", headers=ADMIN)
         assert started.status_code == 202, started.text
         run = started.json()
@@ -131,7 +129,7 @@ def test_a_triggered_run_reaches_success_with_triggered_by_api(
 def test_idempotent_triggering_and_409_on_a_live_run(
     db_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]
 ) -> None:
-    with served(db_url, tmp_path, engine_for) as (client, project, app):
+    with served(db_url, tmp_path, engine_for) as (client, project, _app):
         key = {"Idempotency-Key": "deploy-2024-01-01-a"}
         first = client.post("/api/v1/jobs/sync/runs", headers={**ADMIN, **key})
         again = client.post("/api/v1/jobs/sync/runs", headers={**ADMIN, **key})
@@ -183,7 +181,7 @@ def test_idempotent_triggering_and_409_on_a_live_run(
 
 
 def test_every_route(db_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]) -> None:
-    with served(db_url, tmp_path, engine_for) as (client, project, app):
+    with served(db_url, tmp_path, engine_for) as (client, project, _app):
 
         def get(path: str, **params: Any) -> Any:
             response = client.get(path, headers=READ, params=params)
