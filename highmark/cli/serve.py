@@ -3,6 +3,8 @@ through them)."""
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from highmark.cli.base import Context, cli, echo_json, handles_errors, new_console, new_table, ts
@@ -60,6 +62,10 @@ def serve(
         f"(dashboard /, API /api/v1, docs /docs){' without authentication' if no_auth else ''}",
         err=True,
     )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again to the handler it
+    # found: a no-op one makes a requested stop exit 0, as a worker does.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
     uvicorn.run(
         app,
         host=host,
