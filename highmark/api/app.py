@@ -251,15 +251,25 @@ class GuardMiddleware:
             response = PlainTextResponse(refusal, status_code=403)
             await response(scope, receive, self._with_headers(send))
             return
-        await self.app(scope, receive, self._with_headers(send))
+        static = str(scope.get("path", "")).startswith("/static/")
+        await self.app(scope, receive, self._with_headers(send, static))
 
-    def _with_headers(self, send: Send) -> Send:
+    def _with_headers(self, send: Send, static: bool = False) -> Send:
+        headers = (
+            SECURITY_HEADERS
+            if not static
+            else {
+                **{k: v for k, v in SECURITY_HEADERS.items() if k != "cache-control"},
+                "cache-control": "public, max-age=3600",
+            }
+        )
+
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [
                     (k.encode(), v.encode())
-                    for k, v in SECURITY_HEADERS.items()
+                    for k, v in headers.items()
                     if k.encode() not in present
                 ]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}

@@ -427,51 +427,6 @@ class RunLog(StoreBase):
             }
         return [(job, runs.get(job.job_id)) for job in jobs]
 
-    def recent_runs(self, job_ids: Sequence[str], per_job: int) -> dict[str, list[RunRecord]]:
-        """The latest ``per_job`` runs of each job, newest first (the dashboard's charts)."""
-        r = etl_job_runs
-        if not job_ids:
-            return {}
-        ranked = (
-            select(
-                r.c.run_id,
-                func.row_number()
-                .over(partition_by=r.c.job_id, order_by=r.c.run_id.desc())
-                .label("position"),
-            )
-            .where(r.c.job_id.in_(list(job_ids)))
-            .subquery()
-        )
-        query = (
-            select(r)
-            .join(ranked, ranked.c.run_id == r.c.run_id)
-            .where(ranked.c.position <= per_job)
-            .order_by(r.c.job_id, r.c.run_id.desc())
-        )
-        found: dict[str, list[RunRecord]] = {job_id: [] for job_id in job_ids}
-        with self._begin("cannot read etl_job_runs") as connection:
-            for row in connection.execute(query):
-                found[row.job_id].append(RunRecord.from_row(row))
-        return found
-
-    def last_successes(self, job_ids: Sequence[str]) -> dict[str, RunRecord]:
-        """Each job's latest successful regular run (backfills do not make a job fresh)."""
-        r = etl_job_runs
-        if not job_ids:
-            return {}
-        latest = (
-            select(func.max(r.c.run_id))
-            .where(
-                r.c.job_id.in_(list(job_ids)),
-                r.c.run_status == RunStatus.SUCCESS.value,
-                r.c.backfill_window.is_(None),
-            )
-            .group_by(r.c.job_id)
-        )
-        with self._begin("cannot read etl_job_runs") as connection:
-            rows = connection.execute(select(r).where(r.c.run_id.in_(latest.scalar_subquery())))
-            return {row.job_id: RunRecord.from_row(row) for row in rows}
-
 
 # What a run's row says once it is no longer live: its live keys are free again.
 NOT_LIVE: dict[str, Any] = {"live_job_id": None, "live_backfill_job_id": None}
