@@ -44,7 +44,8 @@ api:
         ("    - {name: a, token: aaaaaaaaaaaaaaaaaaaa, scope: root}", "api.tokens.0.scope"),
         ("    - {name: 'a b', token: aaaaaaaaaaaaaaaaaaaa}", "api.tokens.0.name"),
         (
-            "    - {name: a, token: aaaaaaaaaaaaaaaaaaaa}\n    - {name: a, token: bbbbbbbbbbbbbbbbbbbb}",
+            "    - {name: a, token: aaaaaaaaaaaaaaaaaaaa}\n"
+            "    - {name: a, token: bbbbbbbbbbbbbbbbbbbb}",
             "two tokens are named 'a'",
         ),
         ("    - {name: a, token: aaaaaaaaaaaaaaaaaaaa, scop: read}", "unknown key 'scop'"),
