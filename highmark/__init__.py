@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from highmark.config import JobSpec, ProjectConfig, load_project_config
     from highmark.errors import (
+        ApiError,
         CheckpointError,
         ConfigError,
         DestinationError,
@@ -48,6 +49,7 @@ _LAZY: dict[str, str] = {
     "JobSpec": "highmark.config",
     "ProjectConfig": "highmark.config",
     "load_project_config": "highmark.config",
+    "ApiError": "highmark.errors",
     "CheckpointError": "highmark.errors",
     "ConfigError": "highmark.errors",
     "DestinationError": "highmark.errors",
@@ -89,6 +91,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ApiError",
     "CancelToken",
     "CheckpointError",
     "ConfigError",

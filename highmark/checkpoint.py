@@ -12,7 +12,7 @@ import base64
 import uuid
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -58,17 +58,7 @@ class RunCheckpoint(BaseModel):
 
     @classmethod
     def parse(cls, job_id: str, data: dict[str, Any]) -> RunCheckpoint:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            key = ".".join(str(p) for p in error["loc"]) or "(whole)"
-            raise CheckpointError(
-                f"the checkpoint of job {job_id} is invalid: {key}: {error['msg']} "
-                f"(inspect it with `highmark checkpoint show {job_id}`, "
-                f"or start over with `highmark checkpoint reset {job_id}`)",
-                retryable=False,
-            ) from None
+        return parse_checkpoint(job_id, cls, data)
 
     def position(self) -> Watermark | None:
         return _watermark(self.watermark_type, self.last_value_timestamp, self.last_value_integer)
@@ -97,6 +87,25 @@ class RunCheckpoint(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_checkpoint(job_id: str, model: type[M], data: dict[str, Any]) -> M:
+    """A job's saved checkpoint, validated by its kind's model; a CheckpointError that says how
+    to look at it or start over when it does not fit."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"]) or "(whole)"
+        raise CheckpointError(
+            f"the checkpoint of job {job_id} is invalid: {key}: {error['msg']} "
+            f"(inspect it with `highmark checkpoint show {job_id}`, "
+            f"or start over with `highmark checkpoint reset {job_id}`)",
+            retryable=False,
+        ) from None
 
 
 _partial_models: dict[type[BaseModel], type[BaseModel]] = {}

@@ -1,7 +1,9 @@
-"""The one door to the extractor's clock: UTC, timezone-aware.
+"""The one door to the extractor's clock: UTC, timezone-aware, and the one door to waiting.
 
 Window bounds never come from here (they come from the source database's clock); this clock
-stamps run rows, heartbeats and durations. Tests may replace :data:`now` through :func:`set_clock`.
+stamps run rows, heartbeats and durations. Tests may replace :data:`now` through :func:`set_clock`
+and :func:`sleep` through :func:`set_sleep` (a fake clock's ``advance``), so that code that waits
+— an API client honouring ``Retry-After`` — can be tested without waiting.
 """
 
 from __future__ import annotations

@@ -54,29 +54,35 @@ class ConsoleObserver:
                 TextColumn("{task.completed:,} rows"),
                 TextColumn("{task.fields[rate]:,.0f} rows/s"),
                 TextColumn("batch {task.fields[batch]}"),
+                TextColumn("{task.fields[detail]}"),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=True,
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                "run", job=job.job_id, rate=0.0, batch=0, total=None
+                "run", job=job.job_id, rate=0.0, batch=0, detail="", total=None
             )
         else:
             log.info("run %s of %s: %s", run_id, job.job_id, scrub(description))
 
-    def progressed(self, counts: Counts, batch_number: int) -> None:
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         rate = counts.rows_read / elapsed
         if self._progress is not None:
             self._progress.update(
-                self._task, completed=counts.rows_read, rate=rate, batch=batch_number
+                self._task,
+                completed=counts.rows_read,
+                rate=rate,
+                batch=batch_number,
+                detail=scrub(detail or ""),
             )
         else:
             log.info(
-                "batch %s: %s rows read (%.0f rows/s), %s inserted, %s updated, %s deleted",
+                "batch %s: %s rows read (%.0f rows/s), %s inserted, %s updated, %s deleted%s",
                 batch_number, counts.rows_read, rate,
                 counts.rows_written, counts.rows_updated, counts.rows_deleted,
+                f" ({detail})" if detail else "",
             )  # fmt: skip
 
     def finished(self, run: RunRecord) -> None:

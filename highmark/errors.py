@@ -13,6 +13,7 @@
     ├── RunCancelledError              a run was asked to stop
     ├── RunTimeoutError                a run outlived its timeout (retryable)
     ├── SourceError                    reading the source failed
+    │   └── ApiError                   an HTTP API refused or kept failing a request
     ├── DestinationError               writing the target failed
     │   └── SchemaConflictError        the target's columns conflict with the source's
     └── CheckpointError                a checkpoint that cannot be used
@@ -98,6 +99,34 @@ class RunTimeoutError(HighmarkError):
 
 class SourceError(HighmarkError):
     pass
+
+
+class ApiError(SourceError):
+    """An HTTP API refused a request (permanent: credentials, permissions, a bad request) or kept
+    failing it past the retry policy (retryable: throttling, server errors, lost connections).
+
+    ``service`` names the API ("github"), ``status`` is the last HTTP status (None when no answer
+    came), ``code`` the service's own error code when it sent one. ``details`` adds the request
+    path (never its query string), request ids, attempts and, for a rate limit that resets later
+    than the client would wait, ``resets_at`` (ISO 8601, UTC).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        service: str,
+        status: int | None = None,
+        code: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(
+            message, retryable=retryable, service=service, status=status, code=code, **details
+        )
+        self.service = service
+        self.status = status
+        self.code = code
 
 
 class DestinationError(HighmarkError):

@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 SQL = "sql"
 
 # connection type -> the package that defines its CONNECTION and JOB models
-CONNECTORS: dict[str, str] = {}
+CONNECTORS: dict[str, str] = {
+    "github": "highmark.connectors.github",
+    "jira": "highmark.connectors.jira",
+    "msgraph": "highmark.connectors.msgraph",
+    "fabric": "highmark.connectors.fabric",
+}
 
 
 def known_types() -> list[str]:

@@ -32,6 +32,7 @@ from highmark.lease import LeaseKeeper, abandonment, this_host
 from highmark.models import (
     Backfill,
     Counts,
+    LoadType,
     MarkUpdate,
     RunRecord,
     RunStatus,
@@ -54,7 +55,7 @@ class RunObserver(Protocol):
 
     def started(self, job: JobSpec, run_id: int, description: str) -> None: ...
 
-    def progressed(self, counts: Counts, batch_number: int) -> None: ...
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None: ...
 
     def finished(self, run: RunRecord) -> None: ...
 
@@ -63,7 +64,7 @@ class QuietObserver:
     def started(self, job: JobSpec, run_id: int, description: str) -> None:
         log.info("run %s of %s started: %s", run_id, job.job_id, description)
 
-    def progressed(self, counts: Counts, batch_number: int) -> None:
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
         log.debug("batch %s: %s", batch_number, counts)
 
     def finished(self, run: RunRecord) -> None:
@@ -163,8 +164,6 @@ class JobRun:
         on_claimed: Callable[[int], None] | None = None,
         idempotency_key: str | None = None,
     ) -> None:
-        from highmark.models import LoadType
-
         self.store = store
         self.config = config
         self.job = job
@@ -180,6 +179,7 @@ class JobRun:
         self.notes: list[str] = list(slot.notes) if slot is not None else []
         self.lease: LeaseKeeper | None = None
         self.previous_checkpoint: dict[str, Any] | None = None
+        self.kept_checkpoint: dict[str, Any] | None = None
         self.marks: dict[str, WatermarkRecord] = {}
         self.mark_specs = {spec.source_table: spec for spec in job.marks()}
         self.mover: Mover | None = None
@@ -236,6 +236,7 @@ class JobRun:
                 mark_tables=list(self.mark_specs) if backfill is None else [],
                 notes=self.notes,
                 watermark_end=backfill.high if backfill is not None else None,
+                checkpoint=self.kept_checkpoint,
             )
         except LeaseLostError:
             raise
@@ -327,7 +328,7 @@ class JobRun:
         self.batch_number += 1
         if self.lease is not None:
             self.lease.counts = self.counts
-        self.observer.progressed(self.counts, self.batch_number)
+        self.observer.progressed(self.counts, self.batch_number, detail)
 
     def replace_counts(self, counts: Counts) -> None:
         self.counts = counts
@@ -339,6 +340,9 @@ class JobRun:
         if self.store.save_checkpoint(self.handle, data, self.counts):
             self.cancel.cancel("cancelled by request (highmark cancel)")
         self.phase = "reading"
+
+    def keep_checkpoint(self, data: dict[str, Any] | None) -> None:
+        self.kept_checkpoint = data
 
     def check(self) -> None:
         self.cancel.check()

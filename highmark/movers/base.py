@@ -80,6 +80,13 @@ class RunContext(Protocol):
         counts and a heartbeat; stops the run at once if someone asked it to stop."""
         ...
 
+    def keep_checkpoint(self, data: dict[str, Any] | None) -> None:
+        """What ``checkpoint_data`` holds once the run succeeds (by default nothing): the state
+        the job's next run starts from that only the service can give again at great cost (a
+        Graph delta link). It is committed with the marks and the run's success, in one
+        control-store transaction; a run that fails keeps its last saved checkpoint instead."""
+        ...
+
     def check(self) -> None:
         """Raise if the run must stop (cancelled, timed out, lease lost)."""
         ...

@@ -280,12 +280,15 @@ class RunLog(StoreBase):
         mark_tables: Sequence[str] = (),
         notes: list[str] | None = None,
         watermark_end: Watermark | None = None,
+        checkpoint: dict[str, Any] | None = None,
     ) -> RunRecord:
         """End a run ``success`` and move its marks, in one transaction.
 
         Each mark moves only forward (each move is a row of the watermark history); the checkpoint
-        is cleared. ``watermark_end`` is the greatest of the job's marks on ``mark_tables`` after
-        the move. A backfill moves no mark: its ``watermark_end`` is its window's end, given.
+        becomes ``checkpoint`` (by default it is cleared: what a job keeps for its next run, such
+        as a Graph delta link, is set here). ``watermark_end`` is the greatest of the job's marks
+        on ``mark_tables`` after the move. A backfill moves no mark (its ``watermark_end`` is its
+        window's end, given) and its own checkpoint is cleared.
         """
         if handle.backfill and marks:
             raise StoreError(f"run {handle.run_id} is a backfill: it commits no marks")
@@ -313,7 +316,9 @@ class RunLog(StoreBase):
             connection.execute(
                 update(etl_jobs)
                 .where(etl_jobs.c.job_id == handle.job_id)
-                .values({checkpoint_column(handle.backfill): None})
+                .values(
+                    {checkpoint_column(handle.backfill): None if handle.backfill else checkpoint}
+                )
             )
             failpoints.reach("during_final_commit")
         return self.get_run(handle.run_id)

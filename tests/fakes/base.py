@@ -16,6 +16,7 @@ them to requests whose path starts with it (the count is then among those reques
 
 from __future__ import annotations
 
+import email.utils
 import json
 import socket
 import struct
@@ -151,6 +152,10 @@ class FakeServer:
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                # The Date header tells the fake's time, as a real server tells its own.
+                return email.utils.format_datetime(fake.clock.now(), usegmt=True)
 
             def _serve(self) -> None:
                 fake._dispatch(self)

@@ -140,7 +140,7 @@ class _CancelAfterFirstBatch:
     def started(self, job: JobSpec, run_id: int, description: str) -> None:
         pass
 
-    def progressed(self, counts: Counts, batch_number: int) -> None:
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
         self.token.cancel("cancelled by the test")
 
     def finished(self, run: RunRecord) -> None:

@@ -237,7 +237,7 @@ def test_resumed_run_reads_the_window_pinned_by_the_killed_run(
     class StopAfterFirstBatch:
         def started(self, job: JobSpec, run_id: int, description: str) -> None: ...
 
-        def progressed(self, counts: Counts, batch_number: int) -> None:
+        def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
             token.cancel("test stop")
 
         def finished(self, run: RunRecord) -> None: ...

@@ -64,7 +64,7 @@ class _Watch:
     def started(self, job: JobSpec, run_id: int, description: str) -> None:
         pass
 
-    def progressed(self, counts: Counts, batch_number: int) -> None:
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
         checkpoint = self.project.checkpoint(JOB)
         assert checkpoint is not None
         self.checkpoints.append(checkpoint)

@@ -253,7 +253,7 @@ class _Interrupter:
     def started(self, job: JobSpec, run_id: int, description: str) -> None:
         self.run_id = run_id
 
-    def progressed(self, counts: Counts, batch_number: int) -> None:
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
         # The checkpoint of the batch before this one (each is saved after its batch is written).
         self.checkpoints.append(self.project.checkpoint(JOB))
         if self.after is not None and batch_number == self.after:

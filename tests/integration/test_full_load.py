@@ -184,7 +184,7 @@ class _Peeker:
     def started(self, job: JobSpec, run_id: int, description: str) -> None:
         pass
 
-    def progressed(self, counts: Counts, batch_number: int) -> None:
+    def progressed(self, counts: Counts, batch_number: int, detail: str | None = None) -> None:
         staged = self.stage in inspect(self.engine).get_table_names()
         self.seen.append((batch_number, snapshot(self.engine, "orders_copy"), staged))
 

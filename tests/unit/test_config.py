@@ -160,6 +160,27 @@ ERRORS: list[tuple[str, str, tuple[str, ...]]] = [
         (":1:", "unknown key 'conections'", "did you mean 'connections'"),
     ),
     ("not-a-mapping", "- a\n- b\n", (":1:", "must be a mapping")),
+    (
+        "unknown-connection-type",
+        edited("  shop: sqlite:///shop.db\n", "  shop: {type: salesforce, url: https://x}\n"),
+        (":3:", "connections.shop.type", "unknown connection type 'salesforce'", "github", "jira"),
+    ),
+    (
+        "api-connection-as-target",
+        edited(
+            "  shop: sqlite:///shop.db\n",
+            "  shop: sqlite:///shop.db\n  gh: {type: github, token: t0k3n}\n",
+        ).replace("{connection: warehouse,", "{connection: gh,"),
+        (":12:", "job orders_sync", "target.connection", "'gh' is a github connection"),
+    ),
+    (
+        "misspelt-key-in-an-api-connection",
+        edited(
+            "  shop: sqlite:///shop.db\n",
+            "  shop: sqlite:///shop.db\n  gh: {type: github, tokn: t0k3n}\n",
+        ),
+        (":4:", "connections.gh.tokn", "unknown key 'tokn'", "did you mean 'token'"),
+    ),
 ]
 
 

@@ -154,6 +154,14 @@ class GitHubModel:
             ps.pr = pr
             return pr
 
+    def delete_pr(self, repo: str, number: int) -> None:
+        """Delete a PR and its children (GitHub support does, for spam): its ids answer
+        ``NOT_FOUND`` from now on."""
+        with self.lock:
+            ps = self._repo_state(repo).prs.pop(number)
+            for record in (ps.pr, *ps.commits, *ps.reviews, *ps.comments):
+                self._owners.pop(record.id, None)
+
     def touch_pr(self, repo: str, number: int, at: datetime | None = None) -> PullRequest:
         """Bump a PR's ``updated_at`` to ``at`` (default the fake clock's now)."""
         return self.update_pr(repo, number, at=at)
