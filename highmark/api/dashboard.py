@@ -27,6 +27,7 @@ from highmark.config import parse_duration
 from highmark.errors import HighmarkError, JobAlreadyRunningError
 from highmark.models import RunRecord, RunStatus
 from highmark.project import Project
+from highmark.redact import scrub
 
 RECENT_RUNS = 20
 JOB_RUNS = 50
@@ -191,7 +192,7 @@ def job_page(job_id: str, request: Request, project: ProjectDep, user: User) -> 
     context = {
         "job": job,
         "spec": spec,
-        "definition": yaml.safe_dump(definition, sort_keys=False) if definition else None,
+        "definition": scrub(yaml.safe_dump(definition, sort_keys=False)) if definition else None,
         "runs": runs,
         "chart": charts.history_chart(runs),
         "marks": store.get_watermarks(job_id),

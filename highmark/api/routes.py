@@ -17,6 +17,7 @@ from highmark.config import parse_duration
 from highmark.errors import ConfigError, DuplicateRequestError, HighmarkError
 from highmark.models import RunRecord, RunStatus
 from highmark.project import Project
+from highmark.redact import scrub_json
 
 MAX_LIMIT = 1000
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -124,7 +125,9 @@ def get_job(job_id: str, project: ProjectDep, _: Reader) -> dict[str, Any]:
     backfill = project.store.live_run(job_id, backfill=True)
     return {
         **job_json(job, runs[0] if runs else None),
-        "definition": spec.model_dump(mode="json", exclude={"job_id"}) if spec else None,
+        "definition": scrub_json(spec.model_dump(mode="json", exclude={"job_id"}))
+        if spec
+        else None,
         "watermarks": [w.to_json() for w in project.store.get_watermarks(job_id)],
         "live_run_id": live.run_id if live else None,
         "live_backfill_run_id": backfill.run_id if backfill else None,
