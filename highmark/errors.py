@@ -4,8 +4,10 @@
     ├── ConfigError                    bad project file or arguments (exit 2, before any work)
     ├── JobNotFoundError               an unknown job id (exit 2)
     ├── StoreError                     the control store cannot be used as asked
-    │   └── StoreVersionError          the store's schema is newer than this code
+    │   ├── StoreVersionError          the store's schema is newer than this code
+    │   └── RunNotFoundError           an unknown run id (exit 2)
     ├── JobAlreadyRunningError         a job already has a live run (exit 1)
+    ├── DuplicateRequestError          an API request's Idempotency-Key already started a run
     ├── LeaseLostError                 this process no longer owns its run (fencing)
     │   └── ClaimLostError             a worker no longer holds the slot its run is for
     ├── RunCancelledError              a run was asked to stop
@@ -60,8 +62,16 @@ class StoreVersionError(StoreError):
     exit_code = 2
 
 
+class RunNotFoundError(StoreError):
+    exit_code = 2
+
+
 class JobAlreadyRunningError(HighmarkError):
     pass
+
+
+class DuplicateRequestError(HighmarkError):
+    """An API request's ``Idempotency-Key`` already started a run: the request is a retry."""
 
 
 class LeaseLostError(HighmarkError):

@@ -128,6 +128,29 @@ class MarkUpdate:
 
 
 @dataclass(frozen=True)
+class Backfill:
+    """A window ``(low, high]`` of an incremental job to load again without moving its mark."""
+
+    low: Watermark
+    high: Watermark
+
+    def __post_init__(self) -> None:
+        if self.low.type is not self.high.type:
+            raise ValueError("a backfill's bounds must be of one type")
+
+    def to_json(self) -> dict[str, Any]:
+        """As ``etl_job_runs.backfill_window``: the bounds as typed on the command line."""
+        return {"from": _bound(self.low), "to": _bound(self.high)}
+
+
+def _bound(mark: Watermark) -> str:
+    if mark.type is WatermarkType.INTEGER or mark.id is None:
+        return str(mark)
+    assert mark.ts is not None
+    return mark.ts.isoformat().replace("+00:00", "Z") + f"/{mark.id}"
+
+
+@dataclass(frozen=True)
 class Window:
     """The rows a run reads: keys in ``(low, high]``.
 
@@ -182,6 +205,7 @@ class JobRecord:
     schedule_timezone: str | None = None
     next_due_at: datetime | None = None
     is_active_override: bool | None = None
+    backfill_checkpoint: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -221,6 +245,8 @@ class RunRecord:
     attempt: int | None = None
     worker_id: str | None = None
     cancel_requested: bool | None = None
+    backfill_window: dict[str, Any] | None = None
+    idempotency_key: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:
@@ -232,6 +258,10 @@ class RunRecord:
     @property
     def succeeded(self) -> bool:
         return self.run_status is RunStatus.SUCCESS
+
+    @property
+    def is_backfill(self) -> bool:
+        return self.backfill_window is not None
 
     def to_json(self) -> dict[str, Any]:
         return {

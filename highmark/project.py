@@ -16,10 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 from highmark import clock
 from highmark.checkpoint import RunCheckpoint, validate_partial
-from highmark.config import JobSpec, ProjectConfig, load_project_config, parse_duration
+from highmark.config import (
+    JobSpec,
+    ProjectConfig,
+    TableJobSpec,
+    load_project_config,
+    parse_duration,
+)
 from highmark.errors import ConfigError, JobNotFoundError
 from highmark.models import (
+    Backfill,
     JobRecord,
+    LoadType,
     MarkUpdate,
     RunRecord,
     RunStatus,
@@ -33,6 +41,8 @@ from highmark.store.checkpoints import CheckpointStore, Query, parse_path
 from highmark.store.store import ControlStore, JobDefinition
 
 if TYPE_CHECKING:
+    from highmark.store.audit import AuditRecord
+    from highmark.store.watermarks import WatermarkChange
     from highmark.worker import Worker
 
 
@@ -90,8 +100,13 @@ class Project:
         triggered_by: TriggeredBy | str = TriggeredBy.MANUAL,
         observer: RunObserver | None = None,
         cancel: CancelToken | None = None,
+        on_claimed: Callable[[int], None] | None = None,
+        idempotency_key: str | None = None,
     ) -> RunRecord:
-        """Run a job once; returns the finished run record (``success``, ``failed``…)."""
+        """Run a job once; returns the finished run record (``success``, ``failed``…).
+
+        ``on_claimed`` hears the run's id as soon as its row exists; ``idempotency_key`` (an API
+        request's) is unique among runs: a second run with it raises DuplicateRequestError."""
         return run_job(
             self.store,
             self.config,
@@ -100,7 +115,95 @@ class Project:
             full_refresh=full_refresh,
             observer=observer,
             cancel=cancel,
+            on_claimed=on_claimed,
+            idempotency_key=idempotency_key,
         )
+
+    def backfill(
+        self,
+        job_id: str,
+        start: str | None = None,
+        end: str | None = None,
+        *,
+        resume: bool = False,
+        triggered_by: TriggeredBy | str = TriggeredBy.MANUAL,
+        observer: RunObserver | None = None,
+        cancel: CancelToken | None = None,
+        on_claimed: Callable[[int], None] | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunRecord:
+        """Load the window ``(start, end]`` of an incremental SQL job again, in a run of its own
+        that moves no watermark (``resume``: the job's unfinished backfill, whatever its window).
+
+        It may run while the job's regular runs do, never beside another backfill of the job;
+        a killed one resumes from its own checkpoint when started again on the same window."""
+        window = self.backfill_window(job_id, start, end, resume=resume)
+        return run_job(
+            self.store,
+            self.config,
+            self.job(job_id),
+            triggered_by=TriggeredBy(triggered_by),
+            observer=observer,
+            cancel=cancel,
+            backfill=window,
+            on_claimed=on_claimed,
+            idempotency_key=idempotency_key,
+        )
+
+    def backfill_window(
+        self, job_id: str, start: str | None, end: str | None, *, resume: bool = False
+    ) -> Backfill:
+        """Check that ``job_id`` can be backfilled and parse its window (ConfigError if not)."""
+        if not self.can_backfill(job_id):
+            raise ConfigError(
+                f"job {job_id} is not an incremental SQL job: it cannot be backfilled"
+            )
+        job = self.job(job_id)
+        assert isinstance(job, TableJobSpec) and job.watermark is not None
+        if not self.store.get_watermarks(job_id):
+            # Its first run loads everything (straight into the empty target, not by upserts,
+            # which a backfill beside it would break): there is nothing to load again yet.
+            raise ConfigError(
+                f"job {job_id} has no watermark yet: its first run loads everything; "
+                "backfill once it has succeeded"
+            )
+        if resume:
+            window = (self.store.get_checkpoint(job_id, backfill=True) or {}).get("backfill_window")
+            if not isinstance(window, dict):
+                raise ConfigError(f"job {job_id} has no unfinished backfill to resume")
+            start, end = window.get("from"), window.get("to")
+        if not start or not end:
+            raise ConfigError("a backfill needs its window: --from X --to Y")
+        kind = job.watermark.type
+        low, high = parse_watermark(start, kind), parse_watermark(end, kind)
+        if high.type is WatermarkType.TIMESTAMP and high.id is not None:
+            raise ConfigError(f"the end of a backfill is a timestamp, not {end!r}")
+        if (
+            low.id is not None
+            and low.type is WatermarkType.TIMESTAMP
+            and not job.watermark.tiebreaker
+        ):
+            raise ConfigError(
+                f"job {job_id} has no watermark.tiebreaker: give the timestamp alone, not {start!r}"
+            )
+        if not low < high:
+            raise ConfigError(
+                f"the backfill window ({start}, {end}] is empty: --from must be before --to"
+            )
+        return Backfill(low, high)
+
+    def can_backfill(self, job_id: str) -> bool:
+        """Whether ``job_id`` is an incremental SQL job (the kind a backfill loads)."""
+        job = self.job(job_id)
+        return (
+            isinstance(job, TableJobSpec)
+            and job.load_type is LoadType.INCREMENTAL
+            and job.watermark is not None
+        )
+
+    def backfill_checkpoint(self, job_id: str) -> dict[str, Any] | None:
+        """The checkpoint of the job's unfinished backfill (None: it has none)."""
+        return self.store.get_checkpoint(job_id, backfill=True)
 
     def run_all(self, **options: Any) -> list[RunRecord]:
         """Run every active job once, in file order."""
@@ -239,16 +342,23 @@ class Project:
     ) -> list[RunRecord]:
         if job_id is not None:
             self.store.get_job(job_id)
+        return self.store.list_runs(
+            job_id=job_id,
+            status=RunStatus(status) if status is not None else None,
+            since=self._since(since),
+            limit=limit,
+        )
+
+    def run_record(self, run_id: int) -> RunRecord:
+        """One ``etl_job_runs`` record (StoreError when there is none)."""
+        return self.store.get_run(run_id)
+
+    def _since(self, since: timedelta | str | datetime | None) -> datetime | None:
         if isinstance(since, str):
             since = parse_duration(since)
         if isinstance(since, timedelta):
             since = self.store.now() - since
-        return self.store.list_runs(
-            job_id=job_id,
-            status=RunStatus(status) if status is not None else None,
-            since=since,
-            limit=limit,
-        )
+        return since
 
     # ------------------------------------------------------------------ watermarks
 
@@ -263,7 +373,12 @@ class Project:
         return self.store.get_watermarks(job_id)
 
     def set_watermark(
-        self, job_id: str, value: str, *, source_table: str | None = None
+        self,
+        job_id: str,
+        value: str,
+        *,
+        source_table: str | None = None,
+        changed_by: str | None = None,
     ) -> list[WatermarkRecord]:
         """Set a job's marks by hand, e.g. to backfill from a date: ``2024-01-01T00:00:00Z``,
         ``2024-01-01T00:00:00Z/1234`` (with a tiebreaker), or an integer id. A job with a mark
@@ -297,10 +412,38 @@ class Project:
             and r.source_table in {s.source_table for s in specs}
             and (w := r.watermark()) is not None
         ]
-        return self.store.set_watermarks(job_id, [*kept, *updates])
+        return self.store.set_watermarks(job_id, [*kept, *updates], changed_by=changed_by)
 
-    def reset_watermark(self, job_id: str) -> None:
-        self.store.reset_watermark(job_id)
+    def reset_watermark(self, job_id: str, *, changed_by: str | None = None) -> None:
+        """Forget the job's marks and checkpoint: the next run starts from the beginning."""
+        self.store.reset_watermark(job_id, changed_by=changed_by)
+
+    def watermark_history(self, job_id: str, *, limit: int | None = 100) -> list[WatermarkChange]:
+        """How the job's marks moved, newest first: runs' commits, values set by hand, resets,
+        rollbacks (``etl_watermark_history``)."""
+        self.store.get_job(job_id)
+        return self.store.watermark_history(job_id, limit=limit)
+
+    def rollback_watermark(
+        self, job_id: str, run_id: int, *, changed_by: str | None = None
+    ) -> list[WatermarkRecord]:
+        """Put the job's marks back to what successful run ``run_id`` left (and clear the
+        checkpoint): the next run loads again what came after."""
+        return self.store.rollback_watermarks(job_id, run_id, changed_by=changed_by)
+
+    # ------------------------------------------------------------------ audit
+
+    def audit(
+        self,
+        *,
+        limit: int | None = 100,
+        since: timedelta | str | datetime | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        """The audit log of the REST API and dashboard (``etl_audit``), newest first."""
+        from highmark.store.audit import AuditLog
+
+        return AuditLog(self.store).list(limit=limit, since=self._since(since), actor=actor)
 
     # ------------------------------------------------------------------ checkpoints
 

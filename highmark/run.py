@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from highmark.errors import (
 )
 from highmark.lease import LeaseKeeper, abandonment, this_host
 from highmark.models import (
+    Backfill,
     Counts,
     LoadType,
     MarkUpdate,
@@ -117,15 +119,24 @@ def run_job(
     observer: RunObserver | None = None,
     cancel: CancelToken | None = None,
     slot: ScheduledSlot | None = None,
+    backfill: Backfill | None = None,
+    on_claimed: Callable[[int], None] | None = None,
+    idempotency_key: str | None = None,
 ) -> RunRecord:
     """Run ``job`` once and return its finished ``etl_job_runs`` record.
 
     A failed run is returned (status ``failed``), not raised; a run that cannot start because the
-    job is already running raises :class:`JobAlreadyRunningError`.
+    job is already running raises :class:`JobAlreadyRunningError`. A ``backfill`` loads its window
+    again without moving the job's marks (alongside the job's regular runs, never beside another
+    backfill of the job). ``on_claimed`` hears the run's id as soon as its row exists (the API
+    answers with it); ``idempotency_key`` is the API request's, unique among runs.
     """
-    run = JobRun(store, config, job, triggered_by, full_refresh, observer, cancel, slot)
+    run = JobRun(
+        store, config, job, triggered_by, full_refresh, observer, cancel, slot,
+        backfill=backfill, on_claimed=on_claimed, idempotency_key=idempotency_key,
+    )  # fmt: skip
     record = run.execute()
-    if config.alerts:
+    if config.alerts and backfill is None:  # a backfill neither starts nor ends a failure streak
         from highmark import alerts
 
         try:
@@ -148,6 +159,10 @@ class JobRun:
         observer: RunObserver | None,
         cancel: CancelToken | None,
         slot: ScheduledSlot | None = None,
+        *,
+        backfill: Backfill | None = None,
+        on_claimed: Callable[[int], None] | None = None,
+        idempotency_key: str | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -168,6 +183,14 @@ class JobRun:
         self.marks: dict[str, WatermarkRecord] = {}
         self.mark_specs = {spec.source_table: spec for spec in job.marks()}
         self.mover: Mover | None = None
+        self.backfill = backfill
+        self.on_claimed = on_claimed
+        self.idempotency_key = idempotency_key
+        if backfill is not None:
+            window = backfill.to_json()
+            self.notes.append(
+                f"backfill of ({window['from']}, {window['to']}]: the watermark is not moved"
+            )
 
     @property
     def run_id(self) -> int:
@@ -180,8 +203,15 @@ class JobRun:
         start: Watermark | None = None
         for mark in self.marks.values():
             start = later_of(start, mark.watermark())
+        if self.backfill is not None:
+            start = self.backfill.low
         handle = self._claim(start)
         self.handle = handle
+        if self.on_claimed is not None:
+            try:
+                self.on_claimed(handle.run_id)
+            except Exception:  # whoever waited for the id is gone; the run goes on
+                log.warning("run %s: could not report its id", handle.run_id, exc_info=True)
         timer = threading.Timer(
             self.job.timeout_seconds, self.cancel.time_out, args=(self.job.timeout_seconds,)
         )
@@ -198,12 +228,14 @@ class JobRun:
                 self.lease = lease
                 updates = self._work()
             self.phase = "finishing"
+            backfill = self.backfill
             record = self.store.finish_success(
                 handle,
                 self.counts,
-                marks=updates,
-                mark_tables=list(self.mark_specs),
+                marks=updates if backfill is None else [],  # a backfill commits no mark
+                mark_tables=list(self.mark_specs) if backfill is None else [],
                 notes=self.notes,
+                watermark_end=backfill.high if backfill is not None else None,
                 checkpoint=self.kept_checkpoint,
             )
         except LeaseLostError:
@@ -221,7 +253,7 @@ class JobRun:
 
     def _work(self) -> list[MarkUpdate]:
         self.phase = "connecting"
-        data = self.store.get_checkpoint(self.job.job_id)
+        data = self.store.get_checkpoint(self.job.job_id, backfill=self.backfill is not None)
         self.previous_checkpoint = data or None
         self.mover = self.job.mover(self.config)
         return self.mover.move(self)
@@ -257,17 +289,21 @@ class JobRun:
                 scheduled_for=self.slot.scheduled_for if self.slot else None,
                 attempt=self.slot.attempt if self.slot else None,
                 worker_id=self.slot.worker_id if self.slot else None,
+                backfill_window=self.backfill.to_json() if self.backfill else None,
+                idempotency_key=self.idempotency_key,
             )
             if handle is not None:
                 return handle
-            live = self.store.live_run(self.job.job_id)
+            live = self.store.live_run(self.job.job_id, backfill=self.backfill is not None)
             if live is None:
                 continue  # it finished meanwhile
             reason = abandonment(live, self.store.now(), self.config.worker.lease)
             if reason is None:
+                what = "a backfill of job" if self.backfill is not None else "job"
                 raise JobAlreadyRunningError(
-                    f"job {self.job.job_id} is already running: run {live.run_id} on "
-                    f"{live.host} (pid {live.pid}), started {_iso(live.started_at)}"
+                    f"{what} {self.job.job_id} is already running: run {live.run_id} on "
+                    f"{live.host} (pid {live.pid}), started {_iso(live.started_at)}",
+                    run_id=live.run_id,
                 )
             if self.store.abandon_run(live, reason):
                 log.warning("run %s of %s %s", live.run_id, self.job.job_id, reason)

@@ -5,10 +5,12 @@ configuration or an unknown job; 130/143 a run cancelled by SIGINT/SIGTERM.
 
     base.py        the group, its context, errors as one line, output helpers
     runs.py        run, cancel, runs, status, jobs, enable, disable
-    marks.py       watermark, checkpoint
+    marks.py       watermark (show, set, reset, history, rollback), checkpoint
+    backfill.py    backfill
     operations.py  migrate, worker, purge, metrics, check, alerts, demo
     cdc.py         cdc status, cdc drop
     reconcile.py   reconcile
+    serve.py       serve (the REST API and dashboard), audit
 
 A module of commands registers them on :data:`cli` when imported; each imports what it needs
 inside its commands, so that ``--help`` and ``--version`` stay light.
@@ -21,7 +23,15 @@ import sys
 
 import click
 
-from highmark.cli import cdc, marks, operations, reconcile, runs  # noqa: F401  (they register their commands)
+from highmark.cli import (  # noqa: F401  (they register their commands)
+    backfill,
+    cdc,
+    marks,
+    operations,
+    reconcile,
+    runs,
+    serve,
+)
 from highmark.cli.base import SIGNAL_EXIT, cli, fail
 
 __all__ = ["cli", "main"]

@@ -107,5 +107,17 @@ def cli(ctx: click.Context, project_path: str | None, debug: bool) -> None:
     setup_logging(debug=debug, interactive=sys.stderr.isatty())
 
 
+def cli_actor() -> str:
+    """Who changes something from the command line, for the watermark history."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} (cli)"
+
+
 def ts(value: Any) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")

@@ -8,20 +8,23 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:  # imported by the commands that use them: --help and --version stay light
-    pass
+    from highmark.store.watermarks import WatermarkChange
 
 from highmark.cli.base import (
     Context,
     cli,
+    cli_actor,
     echo_json,
     handles_errors,
+    new_console,
+    new_table,
     ts,
 )
 
 
 @cli.group()
 def watermark() -> None:
-    """Show, set (backfill) or reset a job's watermark."""
+    """Show, set, reset or roll back a job's watermark, and see its history."""
 
 
 @watermark.command("show")
@@ -58,7 +61,9 @@ def watermark_show(ctx: Context, job_id: str, as_json: bool) -> None:
 @handles_errors
 def watermark_set(ctx: Context, job_id: str, value: str, source_table: str | None) -> None:
     """Set JOB_ID's watermark to VALUE (a timestamp, TIMESTAMP/ID, or an integer)."""
-    records = ctx.project.set_watermark(job_id, value, source_table=source_table)
+    records = ctx.project.set_watermark(
+        job_id, value, source_table=source_table, changed_by=cli_actor()
+    )
     changed = [r for r in records if source_table in (None, r.source_table)]
     for record in changed:
         where = f" ({record.source_table})" if len(records) > 1 else ""
@@ -71,8 +76,55 @@ def watermark_set(ctx: Context, job_id: str, value: str, source_table: str | Non
 @handles_errors
 def watermark_reset(ctx: Context, job_id: str) -> None:
     """Forget JOB_ID's watermark and checkpoint: the next run reads from the beginning."""
-    ctx.project.reset_watermark(job_id)
+    ctx.project.reset_watermark(job_id, changed_by=cli_actor())
     click.echo(f"{job_id}: watermark reset; the next run starts from the beginning")
+
+
+@watermark.command("history")
+@click.argument("job_id")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print etl_watermark_history rows as JSON.")
+@click.pass_obj
+@handles_errors
+def watermark_history(ctx: Context, job_id: str, limit: int, as_json: bool) -> None:
+    """How JOB_ID's watermark moved, newest first: runs' commits, set, reset, rollback."""
+    changes = ctx.project.watermark_history(job_id, limit=limit)
+    if as_json:
+        echo_json([c.to_json() for c in changes])
+        return
+    if not changes:
+        click.echo(f"{job_id}: no watermark change recorded yet")
+        return
+    table = new_table("changed_at", "source_table", "change", "old", "new", "run_id", "by")
+    for c in changes:
+        table.add_row(
+            ts(c.changed_at), c.source_table, c.change, _mark(c, old=True), _mark(c, old=False),
+            "" if c.run_id is None else str(c.run_id), c.changed_by or "",
+        )  # fmt: skip
+    new_console().print(table)
+
+
+@watermark.command("rollback")
+@click.argument("job_id")
+@click.option(
+    "--to-run", "run_id", type=int, required=True, help="The successful run whose marks to restore."
+)
+@click.pass_obj
+@handles_errors
+def watermark_rollback(ctx: Context, job_id: str, run_id: int) -> None:
+    """Put JOB_ID's watermark back to what run RUN_ID left (and clear the checkpoint): the next
+    run loads again what came after. Recorded in the history like any change."""
+    records = ctx.project.rollback_watermark(job_id, run_id, changed_by=cli_actor())
+    if not records:
+        click.echo(f"{job_id}: rolled back to run {run_id}: no watermark (from the beginning)")
+    for record in records:
+        where = f" ({record.source_table})" if len(records) > 1 else ""
+        click.echo(f"{job_id}: watermark{where} rolled back to {record.watermark()} (run {run_id})")
+
+
+def _mark(change: WatermarkChange, *, old: bool) -> str:
+    value = change.old_value() if old else change.new_value()
+    return "none" if value is None else str(value)
 
 
 @cli.group()

@@ -4,7 +4,7 @@ common.py       strict models, durations, time zones, database URLs, keyed error
 connections.py  connections: databases, and the base of API connections
 jobs.py         what every job has (JobSpec), whatever its kind
 tables.py       SQL-table jobs (TableJobSpec)
-settings.py     worker, alerts, retention
+settings.py     worker, alerts, retention, api
 project.py      ProjectConfig: connections and jobs of every kind (highmark/kinds.py)
 loading.py      reading the file, ``${VAR}``, one-line errors
 """
@@ -35,6 +35,8 @@ from highmark.config.settings import (
     ALERT_EVENTS,
     AlertingSettings,
     AlertSink,
+    ApiSettings,
+    ApiToken,
     CommandSink,
     EmailSink,
     RetentionSettings,
@@ -63,6 +65,8 @@ __all__ = [
     "AlertSink",
     "AlertingSettings",
     "ApiConnectionSpec",
+    "ApiSettings",
+    "ApiToken",
     "CommandSink",
     "ConnectionSpec",
     "EmailSink",

@@ -28,6 +28,7 @@ from highmark.config.jobs import JobSpec
 from highmark.config.settings import (
     AlertingSettings,
     AlertSink,
+    ApiSettings,
     RetentionSettings,
     WorkerSettings,
 )
@@ -47,6 +48,7 @@ class ProjectConfig(Strict):
     alerts: list[AlertSink] = Field(default_factory=list)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @field_validator("control")
     @classmethod

@@ -1,4 +1,5 @@
-"""Project-wide settings: how workers run, where alerts go, how long history is kept."""
+"""Project-wide settings: how workers run, where alerts go, how long history is kept, who may
+use the REST API."""
 
 from __future__ import annotations
 
@@ -148,3 +149,44 @@ class RetentionSettings(Strict):
     @classmethod
     def _every(cls, value: Any) -> timedelta | None:
         return None if value is None else duration_field(value)
+
+
+# The shortest bearer token accepted: guessable tokens are refused before the server starts.
+MIN_TOKEN_LENGTH = 16
+
+
+class ApiToken(Strict):
+    """A bearer token of the REST API and dashboard: ``read`` sees, ``admin`` also acts."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    token: str = Field(repr=False)
+    scope: Literal["read", "admin"] = "read"
+
+    @field_validator("token")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        register_secret(value)
+        if len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"a token needs at least {MIN_TOKEN_LENGTH} characters (make one with: "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
+
+class ApiSettings(Strict):
+    """``highmark serve``: its tokens, and whether ``/api/v1/metrics`` needs one."""
+
+    tokens: list[ApiToken] = Field(default_factory=list)
+    metrics_public: bool = False
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ApiSettings:
+        names = [t.name for t in self.tokens]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two tokens are named {name!r}")
+        values = [t.token for t in self.tokens]
+        if len(set(values)) != len(values):
+            raise ValueError("two tokens have the same value")
+        return self

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from highmark.models import Counts, MarkUpdate, WatermarkRecord
+from highmark.models import Backfill, Counts, MarkUpdate, WatermarkRecord
 
 __all__ = ["MarkUpdate", "Mover", "RunContext"]
 
@@ -27,6 +27,13 @@ class RunContext(Protocol):
     @property
     def full_refresh(self) -> bool:
         """Asked to reload everything (``--full-refresh``, or ``load_type: full``)."""
+        ...
+
+    @property
+    def backfill(self) -> Backfill | None:
+        """A backfill: load the window ``(low, high]`` again, whatever the marks say. The run
+        commits no marks for it, and its checkpoint is kept apart from the regular runs' one (a
+        mover that cannot backfill raises)."""
         ...
 
     @property

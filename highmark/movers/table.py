@@ -2,7 +2,8 @@
 
 Incremental runs read ``(low, high]``: ``low`` is the committed mark or the resumed checkpoint's
 keyset position, ``high`` the safe upper bound taken from the source before the read (pinned in the
-checkpoint so a resumed run reads the same window). Full loads stage every row beside the target
+checkpoint so a resumed run reads the same window). A backfill reads the window it is given,
+merging into the target, and returns no mark. Full loads stage every row beside the target
 and replace its content in one transaction. First loads into an empty target write straight into
 it, in key ranges at once when ``parallelism`` allows (highmark/parallel.py).
 """
@@ -20,7 +21,7 @@ from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import ProjectConfig, TableJobSpec
 from highmark.destinations.sql import SqlDestination
 from highmark.errors import SourceError
-from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType, later_of
+from highmark.models import Backfill, Counts, MarkUpdate, Watermark, WatermarkType, later_of
 from highmark.movers.base import RunContext
 from highmark.sources import postgres_copy
 from highmark.sources.base import Batch
@@ -55,6 +56,9 @@ class TableMover:
         self.src.describe()
         committed = self._committed()
         previous = self._previous_checkpoint()
+        if ctx.backfill is not None:
+            self._backfill(ctx.backfill, previous)
+            return []
         if previous is not None and previous.mode == "full":
             self._prepare_target()
             self._full(previous)
@@ -184,6 +188,50 @@ class TableMover:
         # connection is open, not whenever the garbage collector gets to the generator.
         with _closing(self._window_batches(low, high, inclusive, direct)) as batches:
             self._load_window(batches, direct, inclusive)
+
+    def _backfill(self, window: Backfill, previous: RunCheckpoint | None) -> None:
+        """Load ``(window.low, window.high]`` again, upserting; resume an interrupted backfill
+        of the same window, replace one of another window."""
+        spec = self.job.watermark
+        ctx = self.ctx
+        if spec is None:
+            raise SourceError(
+                f"job {self.job.job_id} has no watermark: it cannot be backfilled", retryable=False
+            )
+        wanted = window.to_json()
+        if previous is not None and (previous.model_extra or {}).get("backfill_window") != wanted:
+            ctx.note(f"the unfinished backfill of run {previous.run_id} was replaced by this one")
+            previous = None
+        low = previous.position() if previous is not None else window.low
+        if previous is None and spec.tiebreaker and low is not None and low.id is None:
+            # (X, …] excludes the rows at X: after every tiebreaker value at X.
+            low = Watermark(WatermarkType.TIMESTAMP, ts=low.ts, id=_AFTER_EVERY_ID)
+        inclusive = previous.inclusive if previous is not None else False
+        high = _low_value(window.high)
+        self.position = low
+        self.checkpoint_base = {
+            "mode": "incremental",
+            "watermark_type": spec.type,
+            "window_high": high,
+            "window_high_reason": "backfill",
+            "recovery_mode": previous is not None,
+            "direct": False,
+            "backfill_window": wanted,
+        }
+        ctx.set_upper_bound(_bound_text(high), "backfill")
+        source = self.config.resolve(self.job.source.connection).display_url
+        ctx.started(
+            f"{'resuming ' if previous else ''}backfill of {self.job.source.table} ({source}) "
+            f"({wanted['from']}, {wanted['to']}]"
+        )
+        if _window_is_empty(low, high) or (
+            previous is None and not self.src.has_rows(low, high, inclusive=inclusive)
+        ):
+            return
+        self._prepare_target()
+        ctx.set_phase("reading")
+        with _closing(self._window_batches(low, high, inclusive, False)) as batches:
+            self._load_window(batches, False, inclusive)
 
     def _load_window(self, batches: Iterator[Batch], direct: bool, inclusive: bool) -> None:
         spec = self.job.watermark
@@ -435,6 +483,10 @@ def _closing(batches: Iterator[Batch]) -> Iterator[Iterator[Batch]]:
         close = getattr(batches, "close", None)
         if close is not None:
             close()
+
+
+# The greatest tiebreaker value: (X, _AFTER_EVERY_ID) is after every row stamped X.
+_AFTER_EVERY_ID = 2**63 - 1
 
 
 def _lookup(row: dict[str, Any], name: str) -> Any:

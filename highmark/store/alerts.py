@@ -120,6 +120,7 @@ class AlertStore:
                     runs.job_id == job_id,
                     runs.run_status == RunStatus.SUCCESS.value,
                     runs.run_id <= upto_run_id,
+                    runs.backfill_window.is_(None),  # a backfill does not end a streak
                 )
             ).scalar()
             row = connection.execute(
@@ -128,6 +129,7 @@ class AlertStore:
                     runs.run_status == RunStatus.FAILED.value,
                     runs.run_id > (last_success or 0),
                     runs.run_id <= upto_run_id,
+                    runs.backfill_window.is_(None),
                 )
             ).one()
         return Streak(
@@ -154,7 +156,11 @@ class AlertStore:
             }
             latest = (
                 select(func.max(runs.run_id))
-                .where(runs.job_id.in_(job_ids), runs.run_status == RunStatus.SUCCESS.value)
+                .where(
+                    runs.job_id.in_(job_ids),
+                    runs.run_status == RunStatus.SUCCESS.value,
+                    runs.backfill_window.is_(None),  # a backfill does not make a job fresh
+                )
                 .group_by(runs.job_id)
             )
             successes = {

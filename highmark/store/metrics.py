@@ -151,7 +151,7 @@ def _read(store: ControlStore, connection: Connection, buckets: Sequence[float])
 
     for row in connection.execute(
         select(r.c.job_id, func.max(r.c.finished_at))
-        .where(r.c.run_status == RunStatus.SUCCESS.value)
+        .where(r.c.run_status == RunStatus.SUCCESS.value, r.c.backfill_window.is_(None))
         .group_by(r.c.job_id)
     ):
         job(row.job_id)["last_success_at"] = row[1]

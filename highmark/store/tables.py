@@ -38,7 +38,7 @@ from highmark.clock import ensure_utc
 VERSION_TABLE = "highmark_alembic_version"
 # The newest migration under migrations/versions (a test checks they agree): a store at this
 # revision needs no migration, which is known without importing Alembic.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -119,6 +119,9 @@ etl_jobs = Table(
     Column("schedule_timezone", String(64)),
     Column("next_due_at", UTCDateTime),
     Column("is_active_override", Boolean),
+    # extra (backfills): the checkpoint of a backfill, kept apart from the regular runs' one so
+    # that a backfill and the job's regular runs never resume or clear each other's
+    Column("backfill_checkpoint", JSONDocument),
     Index("idx_etl_jobs_active", "is_active"),
     Index("idx_etl_jobs_due", "is_active", "next_due_at"),
 )
@@ -167,11 +170,22 @@ etl_job_runs = Table(
     Column("attempt", Integer),
     Column("worker_id", String(255)),
     Column("cancel_requested", Boolean, nullable=False, server_default=false(), default=False),
+    # extra (backfills): a backfill's window {"from", "to"} (NULL: a regular run), and the job's id
+    # while the backfill is live: unique, so a job has at most one live backfill besides its one
+    # live regular run
+    Column("backfill_window", JSONDetails),
+    Column("live_backfill_job_id", String(100)),
+    # extra (API): the Idempotency-Key of the request that started the run; unique, so a retried
+    # request finds its run instead of starting another
+    Column("idempotency_key", String(255)),
     # One run per slot and attempt, whatever the timing (NULLs, i.e. manual runs, never collide).
     UniqueConstraint("job_id", "scheduled_for", "attempt", name="uq_etl_runs_slot_attempt"),
 )
 Index("idx_etl_runs_job", etl_job_runs.c.job_id, etl_job_runs.c.started_at.desc())
 Index("idx_etl_runs_status", etl_job_runs.c.run_status, etl_job_runs.c.started_at)
+# (unique indexes rather than constraints: SQLite cannot add a column with a UNIQUE constraint)
+Index("uq_etl_runs_live_backfill_job_id", etl_job_runs.c.live_backfill_job_id, unique=True)
+Index("uq_etl_runs_idempotency_key", etl_job_runs.c.idempotency_key, unique=True)
 
 etl_watermarks = Table(
     "etl_watermarks",
@@ -265,4 +279,53 @@ etl_maintenance = Table(
     Column("task", String(100), primary_key=True),
     Column("last_run_at", UTCDateTime),
     Column("last_worker_id", String(255)),
+)
+
+# extra (watermark history): every change of a mark — a run's commit, a hand-set value, a reset, a
+# rollback — with the values before and after, written in the change's own transaction. Kept as
+# long as the watermarks (never purged); no foreign key, so it outlives a job's rows.
+etl_watermark_history = Table(
+    "etl_watermark_history",
+    metadata,
+    Column(
+        "history_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("job_id", String(100), nullable=False),
+    Column("source_table", String(255), nullable=False),
+    Column("watermark_column", String(100)),
+    Column("watermark_type", String(50)),
+    Column("old_value_timestamp", UTCDateTime),
+    Column("old_value_integer", BigInteger),
+    Column("new_value_timestamp", UTCDateTime),
+    Column("new_value_integer", BigInteger),
+    Column("change", String(20), nullable=False),  # run | set | reset | rollback
+    Column("run_id", BigInteger),  # the run that committed it (rollback: the run rolled back to)
+    Column("changed_by", String(255)),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Index("idx_etl_wm_history_job", "job_id", "history_id"),
+)
+
+# extra (API): who did what through the REST API and the dashboard, when, and how it ended.
+etl_audit = Table(
+    "etl_audit",
+    metadata,
+    Column(
+        "audit_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("actor", String(255), nullable=False),  # the token's name, or why there is none
+    Column("scope", String(20)),
+    Column("action", String(255), nullable=False),  # e.g. "POST /api/v1/jobs/{job_id}/runs"
+    Column("target", String(255)),  # the job or run acted on
+    Column("status_code", Integer),
+    Column("outcome", Text),
+    Column("client", String(255)),
+    Column("details", JSONDetails),
+    Index("idx_etl_audit_occurred", "occurred_at"),
 )

@@ -1,0 +1,5 @@
+"""Fixtures of the API tests (tests/api/support.py)."""
+
+from tests.api.support import api_env
+
+__all__ = ["api_env"]
