@@ -103,6 +103,8 @@ class Worker:
 
     def run(self) -> WorkerResult:
         """Work until stopped (or, with ``once``, until what was due is done)."""
+        for job in self.config.jobs.values():
+            job.preload()
         with self._only_worker_on_sqlite(), self._signals():
             log.info(
                 "worker %s started: concurrency %s, control store %s",

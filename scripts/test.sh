@@ -8,4 +8,4 @@ python3 -m venv .venv
 .venv/bin/ruff format --check highmark tests bench
 .venv/bin/ruff check highmark tests bench
 .venv/bin/mypy
-.venv/bin/pytest -q "$@"
+.venv/bin/pytest -q --durations=20 "$@"

@@ -133,11 +133,20 @@ class JobSpec(Strict):
         """The model that validates this job's ``checkpoint_data`` (whole or edited)."""
         raise NotImplementedError
 
+    def mover_target(self) -> str:
+        """``module:attribute`` of the factory of this job's mover (by default, its kind's)."""
+        return self.mover_path
+
     def mover(self, config: ProjectConfig) -> Mover:
         """The mover that runs this job (imported now, not when the file is read)."""
-        factory: Any = _load(self.mover_path)
+        factory: Any = _load(self.mover_target())
         mover: Mover = factory(config, self)
         return mover
+
+    def preload(self) -> None:
+        """Import this job's mover now: a worker does, once, before it forks runs, so that each
+        run does not import it again."""
+        _load(self.mover_target())
 
     def check_source(self, config: ProjectConfig) -> list[Any]:
         """``highmark check``: findings about the job's source (checker.Finding)."""

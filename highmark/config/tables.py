@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from highmark.config.project import ProjectConfig
-    from highmark.movers.base import Mover
 
 # What a CDC job keeps in etl_watermarks: its position in the source's log.
 CDC_MARK_COLUMN = "log_position"
@@ -141,12 +140,10 @@ class TableJobSpec(JobSpec):
     def publication_name(self) -> str:
         return self.cdc_settings.publication or self.slot_name
 
-    def mover(self, config: ProjectConfig) -> Mover:
+    def mover_target(self) -> str:
         if self.load_type is LoadType.CDC:
-            from highmark.movers.cdc import CdcMover
-
-            return CdcMover(config, self)
-        return super().mover(config)
+            return "highmark.movers.cdc:CdcMover"
+        return self.mover_path
 
     def check_source(self, config: ProjectConfig) -> list[Any]:
         if self.load_type is LoadType.CDC:
