@@ -27,6 +27,24 @@ MYSQL_ADMIN_URL = os.environ.get("HIGHMARK_TEST_MYSQL", "mysql+pymysql://root@12
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every test that touches MariaDB on one xdist worker (see scripts/test.sh).
+
+    MariaDB's upper bound reads information_schema.innodb_trx, which is server-wide: a transaction
+    another test holds open in another database holds this test's bound back, and sessions that
+    poll innodb_trx keep its cache stale. PostgreSQL's bound is per database, SQLite's per file, so
+    those tests run side by side, except CDC: replication slot names are cluster-wide, so the
+    PostgreSQL CDC tests share one worker too. Tests marked ``serial`` (a timing-sensitive fleet, a
+    server restart) are left to a second phase that runs alone.
+    """
+    for item in items:
+        names = item.nodeid.lower() + " " + " ".join(getattr(item, "fixturenames", ()))
+        if "mysql" in names or "mariadb" in names:
+            item.add_marker(pytest.mark.xdist_group("mariadb"))
+        elif item.nodeid.startswith("tests/cdc/"):
+            item.add_marker(pytest.mark.xdist_group("postgresql-cdc"))
+
+
 def _name() -> str:
     return f"hm_{uuid.uuid4().hex[:12]}"
 

@@ -28,6 +28,12 @@ def cdc_job(**options: Any) -> dict[str, Any]:
     }
 
 
+def slot_name(url: str) -> str:
+    """The test's own replication slot. Slot names are cluster-wide: with the default
+    (highmark_<job_id>) two test runs at once, on one server, would take each other's slot."""
+    return "highmark_" + url.rsplit("/", 1)[-1].split("?", maxsplit=1)[0].lower()
+
+
 def write_cdc_project(
     write_project: Callable[..., Path],
     url: str,
@@ -36,6 +42,8 @@ def write_cdc_project(
     control: str | None = None,
     **options: Any,
 ) -> Path:
+    if url.startswith("postgresql") and "cdc" not in options:
+        options["cdc"] = {"slot": slot_name(url)}
     return write_project(
         control=control or url,
         connections={"src": url, "dst": target_url or url},
@@ -48,6 +56,18 @@ def execute(engine: Engine, *statements: str) -> None:
     with engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement))
+
+
+def eight_transactions(engine: Engine) -> None:
+    """Eight transactions (two batches of four), one row updated in several of them."""
+    for i in range(1, 9):
+        execute(
+            engine,
+            f"UPDATE orders SET amount = amount + {i} WHERE id = 1",
+            f"INSERT INTO orders (id, customer, amount, updated_at) VALUES "
+            f"({100 + i}, 'c{i}', {i}.00, '2024-02-01 00:00:00')",
+            f"DELETE FROM orders WHERE id = {i + 1}",
+        )
 
 
 def differences(source: Engine, target: Engine | None = None) -> dict[str, list[Any]]:

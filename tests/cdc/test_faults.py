@@ -15,7 +15,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from highmark import Project
-from tests.cdc.support import JOB, assert_equal, execute, run_ok, write_cdc_project
+from tests.cdc.support import (
+    JOB,
+    assert_equal,
+    eight_transactions,
+    execute,
+    run_ok,
+    slot_name,
+    write_cdc_project,
+)
 from tests.faults.harness import Pause, kill_env, run, start
 from tests.faults.invariants import reaped
 from tests.helpers import create_orders, insert_orders, order
@@ -28,18 +36,6 @@ def _setup(
     table = create_orders(engine)
     insert_orders(engine, table, [order(i) for i in range(1, rows + 1)])
     return engine, write_cdc_project(write_project, url)
-
-
-def _changes(engine: Engine) -> None:
-    """Eight transactions (two batches of four), one row updated in several of them."""
-    for i in range(1, 9):
-        execute(
-            engine,
-            f"UPDATE orders SET amount = amount + {i} WHERE id = 1",
-            f"INSERT INTO orders (id, customer, amount, updated_at) VALUES "
-            f"({100 + i}, 'c{i}', {i}.00, '2024-02-01 00:00:00')",
-            f"DELETE FROM orders WHERE id = {i + 1}",
-        )
 
 
 def _runs(project: Path) -> list[dict[str, Any]]:
@@ -65,7 +61,7 @@ def test_kill_while_applying(
         pytest.skip("MySQL/MariaDB keep no position for highmark: nothing to confirm")
     engine, project = _setup(cdc_url, engine_for, write_project, 12)
     assert run(project, "run", JOB).returncode == 0
-    _changes(engine)
+    eight_transactions(engine)
     name, nth = point.split(":")
     killed = run(project, "run", JOB, env=kill_env(name, int(nth)))
     assert killed.returncode != 0
@@ -102,7 +98,7 @@ def test_two_runs_at_once(
 ) -> None:
     engine, project = _setup(cdc_url, engine_for, write_project, 6)
     assert run(project, "run", JOB).returncode == 0
-    _changes(engine)
+    eight_transactions(engine)
     pause = Pause(tmp_path, "before_log_confirm")
     with reaped(start(project, "run", JOB, env=pause.env)) as first:
         pause.wait(first)
@@ -123,7 +119,7 @@ def test_source_connections_killed_mid_run(
 ) -> None:
     engine, project = _setup(cdc_url, engine_for, write_project, 6)
     assert run(project, "run", JOB).returncode == 0
-    _changes(engine)
+    eight_transactions(engine)
     pause = Pause(tmp_path, "after_target_commit")
     with reaped(start(project, "run", JOB, env=pause.env)) as child:
         pause.wait(child)
@@ -178,7 +174,7 @@ def test_log_lost_behind_our_back(
     execute(engine, "DELETE FROM orders WHERE id = 1")
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text(f"SELECT pg_drop_replication_slot('highmark_{JOB}')"))
+            conn.execute(text(f"SELECT pg_drop_replication_slot('{slot_name(cdc_url)}')"))
         else:
             _purge_binlogs(conn)
         conn.commit()

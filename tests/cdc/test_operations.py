@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from highmark import Project
-from tests.cdc.support import JOB, cdc_job, execute, run_ok, write_cdc_project
+from tests.cdc.support import JOB, cdc_job, execute, run_ok, slot_name, write_cdc_project
 from tests.faults.harness import run
 from tests.helpers import create_orders, insert_orders, order
 
@@ -107,7 +107,7 @@ def test_lag_past_max_lag_alerts(
     path = write_project(
         control=pg_url,
         connections={"src": pg_url, "dst": pg_url},
-        jobs={JOB: cdc_job(cdc={"max_lag": "1B"})},
+        jobs={JOB: cdc_job(cdc={"max_lag": "1B", "slot": slot_name(pg_url)})},
     )
     text_ = path.read_text() + (
         f"alerts:\n  - type: command\n    command: [sh, -c, 'cat >> {inbox}']\n"

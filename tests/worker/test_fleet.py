@@ -59,6 +59,7 @@ def _done_per_job(engine: Engine) -> Counter[str]:
     return Counter({job_id: count for job_id, count in rows})
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("backend", ["postgresql", "mysql"])
 def test_four_workers_run_each_slot_of_every_job_exactly_once(
     backend: str,
