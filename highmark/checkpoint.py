@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from highmark.errors import CheckpointError
+from highmark.errors import CheckpointEditError, CheckpointError
 from highmark.models import Watermark, WatermarkType
 
 
@@ -130,7 +130,7 @@ def validate_partial(job_id: str, model: type[BaseModel], data: dict[str, Any]) 
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(p) for p in error["loc"]) or "(whole)"
-        raise CheckpointError(
+        raise CheckpointEditError(
             f"checkpoint of job {job_id}: {key}: {error['msg']}; nothing was changed",
             retryable=False,
         ) from None

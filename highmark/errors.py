@@ -141,6 +141,13 @@ class CheckpointError(HighmarkError):
     pass
 
 
+class CheckpointEditError(CheckpointError):
+    """An edit of a checkpoint (``highmark checkpoint set`` …) that its kind's model refuses: bad
+    usage, so nothing was changed and the exit code is 2."""
+
+    exit_code = 2
+
+
 def one_line(text: str) -> str:
     """Collapse a (driver) message to its first meaningful line."""
     for line in text.strip().splitlines():

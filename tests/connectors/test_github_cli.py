@@ -138,7 +138,7 @@ def test_checkpoint_show_set_and_reset_on_a_github_job(github: FakeGitHub, tmp_p
         ("repository_marks", '{"acme/api": "yesterday"}'),
     ]:
         refused = highmark_cli(path, "checkpoint", "set", JOB, key, value)
-        assert refused.exit_code != 0, refused.output
+        assert refused.exit_code == 2, refused.output
         (line,) = refused.stderr.splitlines()
         assert key in line and "Traceback" not in refused.output
     assert (project.checkpoint(JOB) or {})["total_prs_processed"] == 4  # the rest unchanged

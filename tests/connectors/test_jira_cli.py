@@ -126,7 +126,7 @@ def test_checkpoint_show_set_and_reset(
         ("projects_processed", '"PROJ"'),
     ]:
         refused = hm.cli("checkpoint", "set", JOB, key, value)
-        assert refused.exit_code != 0, refused.output
+        assert refused.exit_code == 2, refused.output
         assert key in refused.stderr and len(refused.stderr.splitlines()) == 1
     assert hm.checkpoint() == checkpoint
     assert hm.cli("checkpoint", "set", JOB, "max_results", "50").exit_code == 0
