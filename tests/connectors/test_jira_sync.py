@@ -117,6 +117,35 @@ def test_incremental_sync_reads_only_what_changed(
     assert hm.marks() == {"PROJ": changed_at, "TEST": changed_at}
 
 
+def test_a_full_refresh_removes_what_jira_no_longer_has(
+    db_url: str, jira: FakeJira, jira_project: Make
+) -> None:
+    _seed_two_projects(jira)
+    hm = jira_project(db_url, jql="issuetype != Epic", max_results=3)
+    hm.ok()
+    jira.clock.advance(600)
+    jira.delete_issue("PROJ-1", index_lag=0)
+    jira.delete_issue("TEST-1", index_lag=0)
+    jira.update_issue("PROJ-2", issue_type="Epic", index_lag=0)  # the job's JQL leaves it out
+    jira.delete_issue("PROJ-4", index_lag=3600)  # search still serves it for an hour
+    jira.clock.advance(600)
+
+    incremental = hm.ok()
+    stored = {r["key"] for r in hm.target()}
+    assert incremental.rows_deleted == 0  # a search never sees a deleted issue
+    assert {"PROJ-1", "TEST-1", "PROJ-2", "PROJ-4"} <= stored
+
+    full = hm.ok(full_refresh=True)
+    assert full.rows_deleted == 3
+    assert full.notes is not None and any("no longer in Jira's search" in n for n in full.notes)
+    want = expected(jira, skip_types=("Epic",))
+    assert {r["key"] for r in hm.target()} == {r["key"] for r in want} | {"PROJ-4"}
+
+    jira.clock.advance(3700)  # the index has caught up with the last delete
+    assert hm.ok(full_refresh=True).rows_deleted == 1
+    assert hm.target() == want
+
+
 # ---------------------------------------------------------------------- JQL dates
 
 

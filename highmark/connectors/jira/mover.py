@@ -9,7 +9,7 @@ takes (it expires after 7 days) starts the project's search over from its mark: 
 committed past it. A token that comes back within one search would page forever: the run stops.
 The mark committed per project is the greatest ``updated`` loaded, kept ``lag`` behind Jira's
 clock when the search began, so an issue the search index had not caught up with is found by a
-later run.
+later run. A full refresh first removes the issues Jira no longer has (sweep.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from highmark.connectors.jira.api import JiraApi
 from highmark.connectors.jira.checkpoint import JiraCheckpoint
 from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
 from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql, user_zone
+from highmark.connectors.jira.sweep import sweep_project
 from highmark.connectors.state import bounded_marks, save_state
 from highmark.destinations.entities import EntityChanges
 from highmark.destinations.records import RecordWriter
@@ -113,6 +114,8 @@ class JiraMover:
         token = state.next_page_token if resuming else None
         if state.current_project == project and not resuming:
             ctx.note(f"{project}: the search changed since the checkpoint; read from the mark")
+        if ctx.full_refresh and token is None:
+            self._sweep(project, search_jql(project, None, self.zone, self.job.source.jql))
         self._save(
             current_project=project, last_jql=jql, last_sync_date=floor, next_page_token=token
         )
@@ -174,6 +177,14 @@ class JiraMover:
                     break
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _sweep(self, project: str, jql: str) -> None:
+        """Before a full refresh searches the project again: remove what Jira no longer has."""
+        self.ctx.set_phase("listing ids")
+        removed = sweep_project(self._api, self._writer, project, jql, self.ctx.check)
+        if removed:
+            self.ctx.add(Counts(0, 0, 0, removed), detail=f"{project}: {removed} removed")
+            self.ctx.note(f"{project}: {removed} issues no longer in Jira's search removed")
 
     def _write_page(
         self, project: str, issues: list[dict[str, Any]], progress: dict[str, Any]
