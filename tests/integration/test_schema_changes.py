@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, inspect, text
 
 from highmark import Project, RunStatus
+from highmark.config import TableJobSpec, parse_project_text
+from highmark.destinations.changes import ChangeDestination
+from highmark.sources.changes import ChangeSet
+from highmark.sqlschema import reflect
 from tests.cli.runner import hm
 from tests.helpers import BASE_TIME
 
@@ -317,3 +321,52 @@ def test_history_command_and_schema_changed_alert(
     assert alerts[0]["changes"][0]["column_name"] == "channel"
     missing = hm("schema", "history", "nope", cwd=tmp_path, code=2)
     assert "nope" in missing.err and len(missing.err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------- cdc
+
+
+def test_a_cdc_target_gains_the_column_the_change_stream_brings(
+    db_url: str, engine_for: Callable[[str], Engine], tmp_path: Path
+) -> None:
+    """The CDC writer on its own (the log itself needs server settings: tests/cdc): a column added
+    at the source is added to the target before the changes that carry it, and reported."""
+    engine = engine_for(db_url)
+    _create_items(engine)
+    document = {
+        "connections": {"db": db_url},
+        "jobs": {
+            "cdc": {
+                "load_type": "cdc",
+                "source": {"connection": "db", "table": "items"},
+                "target": {"connection": "db", "table": "items_copy"},
+                "primary_key": ["id"],
+            }
+        },
+    }
+    config = parse_project_text(json.dumps(document), tmp_path / "highmark.yml")
+    job = config.jobs["cdc"]
+    assert isinstance(job, TableJobSpec)
+
+    def source_schema() -> Any:
+        with engine.connect() as conn:
+            return reflect(conn, None, "items", keys=False)
+
+    destination = ChangeDestination(config.resolve("db"), job.target, job)
+    try:
+        assert destination.prepare(source_schema()) == []  # created
+        _add_column(engine, "items", "channel VARCHAR(30)")
+
+        changes = destination.prepare(source_schema())
+
+        assert [(c.column, c.kind.value, c.target_table) for c in changes] == [
+            ("channel", "add", "items_copy")
+        ]
+        at = datetime(2024, 1, 1, tzinfo=UTC)
+        stream = ChangeSet()
+        row = {"id": 1, "name": "a", "qty": 1, "code": 2, "updated_at": at, "channel": "web"}
+        stream.upsert((1,), row, at, frozenset())
+        assert destination.apply(stream).rows_written == 1
+    finally:
+        destination.close()
+    assert _rows(engine, "SELECT id, channel FROM items_copy") == [(1, "web")]
