@@ -108,6 +108,9 @@ def test_a_hand_made_sqlite_target_with_text_timestamps_is_accepted(
         changed = conn.execute(text("SELECT label, updated_at FROM events_copy WHERE id = 1")).one()
     assert tuple(changed) == ("changed", "2024-03-01 10:30:00.123456")
     assert project.schema_history("events") == []
+    # reconcile reads the TEXT timestamps as the run wrote them: source and target match.
+    report = project.reconcile("events").report
+    assert (report.source_rows, report.differences) == (3, 0), report.samples
 
 
 def test_a_refusal_says_why_in_a_users_terms(
