@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from highmark.config.common import KeyedError, Strict
+from highmark.redact import register_secret
 
 SchemaPolicy = Literal["evolve", "freeze"]
 DEFAULT_SCHEMA_POLICY: SchemaPolicy = "evolve"
@@ -21,12 +22,19 @@ class ColumnChoice(Strict):
     exclude_columns: list[str] = Field(default_factory=list)
     # Loaded as a keyed hash (HMAC-SHA256, hex) of the value instead of the value itself.
     mask_columns: list[str] = Field(default_factory=list)
-    mask_key: str | None = None
+    # A secret: never dumped (etl_jobs.definition, the API), never shown.
+    mask_key: str | None = Field(default=None, exclude=True, repr=False)
 
     @field_validator("columns", "exclude_columns", "mask_columns", mode="before")
     @classmethod
     def _listify(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("mask_key")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        register_secret(value)
+        return value
 
     def keeps(self, name: str) -> bool:
         """Is the source column ``name`` read (names compare case-insensitively)?"""

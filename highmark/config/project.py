@@ -48,7 +48,7 @@ class ProjectConfig(Strict):
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
     # Defaults of every job that does not say (validated before the jobs, which take them).
     schema_changes: SchemaPolicy | None = None
-    mask_key: str | None = None
+    mask_key: str | None = Field(default=None, exclude=True, repr=False)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     alerts: list[AlertSink] = Field(default_factory=list)

@@ -116,6 +116,10 @@ def test_columns_exclude_and_mask(
         (_hash("ann@example.com"),)
     ]
 
+    # A full refresh reads every row again, masked the same way: nothing changes.
+    refreshed = project.run("masked", full_refresh=True)
+    assert (refreshed.rows_read, refreshed.rows_updated) == (3, 0)
+
     typo = project.run("typo")
     assert typo.run_status is RunStatus.FAILED
     assert typo.error_message == (

@@ -70,5 +70,12 @@ def test_a_good_choice_and_its_defaults(tmp_path: Path, monkeypatch: pytest.Monk
     assert job.mask_key == "s3cret-mask-value"
     assert job.schema_changes == "freeze"
     assert not job.keeps("PHONE") and job.keeps("email") and job.masks("email")
-    # The key is a secret: it never shows in anything highmark prints.
+    # The key is a secret: it never shows in anything highmark prints or stores.
     assert "s3cret-mask-value" not in scrub(f"key {job.mask_key}")
+    assert "mask_key" not in job.model_dump() and "s3cret" not in repr(config)
+
+
+def test_a_mask_key_written_in_the_file_is_a_secret_too(tmp_path: Path) -> None:
+    text = PROJECT + "    mask_columns: [email]\n    mask_key: written-in-the-file-42\n"
+    job = parse_project_text(text, tmp_path / "highmark.yml").jobs["orders_sync"]
+    assert "written-in-the-file-42" not in scrub(f"{job.model_dump()} key written-in-the-file-42")
