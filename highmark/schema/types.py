@@ -116,9 +116,11 @@ def _widened(
     """The type ``target`` must become to hold ``source`` (same family), or None if it does."""
     family = source.family
     if family is Family.INTEGER:
-        if _integer_bytes(source) <= _integer_bytes(target):
+        wider = target_type(source, dialect, in_key=in_key)
+        capacity = _integer_bytes(target)
+        if _integer_bytes(source) <= capacity or _type_bytes(wider) <= capacity:
             return None
-        return target_type(source, dialect, in_key=in_key)
+        return wider
     if family is Family.STRING:
         wanted, held = _text_length(source), _text_length(target)
         if held is None or (wanted is not None and wanted <= held):
@@ -135,14 +137,18 @@ def _widened(
 
 
 def _integer_bytes(column: ColumnInfo) -> int:
-    if column.dialect == "sqlite":
-        return 8  # SQLite's INTEGER is 64-bit whatever it is called
-    named = _INTEGER_BYTES.get(type(column.type).__name__.upper())
+    if column.dialect == "sqlite" and not isinstance(column.type, sqltypes.SmallInteger):
+        return 8  # SQLite's INTEGER is 64-bit (a target made from it is BIGINT)
+    return _type_bytes(column.type)
+
+
+def _type_bytes(type_: sqltypes.TypeEngine[Any]) -> int:
+    named = _INTEGER_BYTES.get(type(type_).__name__.upper())
     if named is not None:
         return named
-    if isinstance(column.type, sqltypes.BigInteger):
+    if isinstance(type_, sqltypes.BigInteger):
         return 8
-    if isinstance(column.type, sqltypes.SmallInteger):
+    if isinstance(type_, sqltypes.SmallInteger):
         return 2
     return 4
 
