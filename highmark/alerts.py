@@ -85,6 +85,7 @@ _TITLES = {
     "recovered": "recovered",
     "stale": "stale",
     "cdc_lag": "log held on the source",
+    "schema_changed": "target schema changed",
 }
 _COLORS = {  # Teams themeColor
     "failed": "D7263D",
@@ -92,6 +93,7 @@ _COLORS = {  # Teams themeColor
     "recovered": "2EB67D",
     "stale": "F0A202",
     "cdc_lag": "F0A202",
+    "schema_changed": "1F77B4",
 }
 
 
@@ -128,7 +130,7 @@ def after_run(store: ControlStore, config: ProjectConfig, record: RunRecord) -> 
     try:
         if not config.alerts or record.run_status not in (RunStatus.FAILED, RunStatus.SUCCESS):
             return  # cancelled runs neither start nor end a failure streak
-        events = _run_events(AlertStore(store), config, record)
+        events = _run_events(AlertStore(store), config, record) + _schema_events(store, record)
         if events:
             _raise_and_deliver(store, config, events)
     except Exception as exc:
@@ -356,6 +358,26 @@ def _run_events(alert_store: AlertStore, config: ProjectConfig, record: RunRecor
             )
         )
     return events
+
+
+def _schema_events(store: ControlStore, record: RunRecord) -> list[Event]:
+    """One ``schema_changed`` event for the columns a run added, widened or found dropped."""
+    from highmark.store.schema_changes import SchemaHistory
+
+    changes = SchemaHistory(store).list(record.job_id, run_id=record.run_id)
+    if not changes:
+        return []
+    said = "; ".join(c.change().describe().removeprefix("schema change: ") for c in changes)
+    return [
+        Event(
+            job_id=record.job_id,
+            event="schema_changed",
+            dedup_key=f"schema_changed:{record.job_id}:{record.run_id}",
+            run_id=record.run_id,
+            message=f"{record.job_id} (run {record.run_id}): {said}",
+            payload={"changes": [c.to_json() for c in changes]},
+        )
+    ]
 
 
 def _failed_runs(streak: Streak) -> str:

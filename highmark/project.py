@@ -42,6 +42,7 @@ from highmark.store.store import ControlStore, JobDefinition
 
 if TYPE_CHECKING:
     from highmark.store.audit import AuditRecord
+    from highmark.store.schema_changes import SchemaChangeRecord
     from highmark.store.watermarks import WatermarkChange
     from highmark.worker import Worker
 
@@ -430,6 +431,14 @@ class Project:
         """Put the job's marks back to what successful run ``run_id`` left (and clear the
         checkpoint): the next run loads again what came after."""
         return self.store.rollback_watermarks(job_id, run_id, changed_by=changed_by)
+
+    def schema_history(self, job_id: str, *, limit: int | None = 100) -> list[SchemaChangeRecord]:
+        """The changes runs applied to (or found in) the job's target tables' columns, oldest
+        first: columns added, widened, or no longer in the source (``etl_schema_changes``)."""
+        from highmark.store.schema_changes import SchemaHistory
+
+        self.store.get_job(job_id)
+        return SchemaHistory(self.store).list(job_id, limit=limit)
 
     # ------------------------------------------------------------------ audit
 

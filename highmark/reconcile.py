@@ -310,6 +310,7 @@ class Reconciler:
             (col, target_schema.find(col.name))
             for col in source_schema.columns
             if not (soft is not None and soft.mode == "mark" and col.name.lower() == soft_name)
+            and not job.masks(col.name)  # its target value is a hash of the source's
         ]
         pairs = [(s, t) for s, t in pairs if t is not None]
         self.pairs = [(s.name, t.name) for s, t in pairs if t is not None]

@@ -43,6 +43,7 @@ from highmark.models import (
 )
 from highmark.movers.base import Mover
 from highmark.redact import scrub
+from highmark.schema.change import SchemaChange
 from highmark.store.store import ControlStore, RunHandle
 
 log = logging.getLogger(__name__)
@@ -355,6 +356,12 @@ class JobRun:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def schema_changed(self, change: SchemaChange) -> None:
+        from highmark.store.schema_changes import SchemaHistory
+
+        if SchemaHistory(self.store).record(self.job.job_id, self.handle.run_id, change):
+            self.notes.append(change.describe())
 
     # ------------------------------------------------------------------ endings
 

@@ -11,6 +11,7 @@ configuration or an unknown job; 130/143 a run cancelled by SIGINT/SIGTERM.
     cdc.py         cdc status, cdc drop
     reconcile.py   reconcile
     serve.py       serve (the REST API and dashboard), audit
+    schema.py      schema history
 
 A module of commands registers them on :data:`cli` when imported; each imports what it needs
 inside its commands, so that ``--help`` and ``--version`` stay light.
@@ -30,6 +31,7 @@ from highmark.cli import (  # noqa: F401  (they register their commands)
     operations,
     reconcile,
     runs,
+    schema,
     serve,
 )
 from highmark.cli.base import SIGNAL_EXIT, cli, fail

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
+from highmark.config.columns import DEFAULT_SCHEMA_POLICY, SchemaPolicy
 from highmark.config.common import Strict, check_zone, duration_field
 from highmark.models import LoadType, WatermarkType
 
@@ -80,6 +81,8 @@ class JobSpec(Strict):
     is_active: bool = True
     # How old the last success may get before the job counts as stale (alerts, metrics).
     freshness: timedelta | None = None
+    # What a run does when the source's columns differ from the target's (highmark/schema/).
+    schema_changes: SchemaPolicy = DEFAULT_SCHEMA_POLICY
 
     @field_validator("freshness", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from pydantic import (
 from sqlalchemy.engine import URL
 
 from highmark import kinds
+from highmark.config.columns import SchemaPolicy
 from highmark.config.common import KeyedError, NestedErrors, Strict, normalize_url, parse_url
 from highmark.config.connections import ConnectionSpec, ResolvedConnection, SqlConnectionSpec
 from highmark.config.jobs import JobSpec
@@ -35,6 +36,8 @@ from highmark.config.settings import (
 from highmark.errors import ConfigError
 
 DEFAULT_CONTROL_URL = "sqlite:///.highmark/control.db"
+# Top-level keys that are defaults of every job's key of the same name.
+JOB_DEFAULTS = ("schema_changes", "mask_key")
 
 
 class ProjectConfig(Strict):
@@ -43,6 +46,9 @@ class ProjectConfig(Strict):
     path: Path
     control: str = DEFAULT_CONTROL_URL
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
+    # Defaults of every job that does not say (validated before the jobs, which take them).
+    schema_changes: SchemaPolicy | None = None
+    mask_key: str | None = Field(default=None, exclude=True, repr=False)
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     alerts: list[AlertSink] = Field(default_factory=list)
@@ -90,7 +96,12 @@ class ProjectConfig(Strict):
             connection = connections.get(name) if isinstance(name, str) else None
             type_name = connection.type if connection is not None else kinds.SQL
             section = {**raw, "job_id": str(job_id)}
-            parsed[str(job_id)] = _validate(kinds.job_model(type_name), section, (str(job_id),))
+            model = kinds.job_model(type_name)
+            for key in JOB_DEFAULTS:
+                default = info.data.get(key)
+                if default is not None and key in model.model_fields:
+                    section.setdefault(key, default)
+            parsed[str(job_id)] = _validate(model, section, (str(job_id),))
         return parsed
 
     @model_validator(mode="after")

@@ -34,9 +34,11 @@ class WorkerSettings(Strict):
         return self
 
 
-AlertEvent = Literal["failed", "consecutive_failures", "recovered", "stale"]
+AlertEvent = Literal[
+    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag", "schema_changed"
+]
 ALERT_EVENTS: tuple[str, ...] = (
-    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag",
+    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag", "schema_changed",
 )  # fmt: skip
 
 

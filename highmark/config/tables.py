@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from highmark.config.cdc import CdcSpec, ReconcileSettings, default_log_name
+from highmark.config.columns import ColumnChoice
 from highmark.config.common import IDENTIFIER, KeyedError, Strict, parse_duration
 from highmark.config.jobs import JobSpec, MarkSpec, SourceRef, TargetRef
 from highmark.models import LoadType, WatermarkType
@@ -81,8 +82,9 @@ class SoftDeleteSpec(Strict):
     mode: Literal["mark", "delete"] = "mark"
 
 
-class TableJobSpec(JobSpec):
-    """A job that loads one source table into one target table."""
+class TableJobSpec(ColumnChoice, JobSpec):
+    """A job that loads one source table into one target table (the columns it loads and masks:
+    highmark/config/columns.py)."""
 
     kind: ClassVar[str] = "sql"
     mover_path: ClassVar[str] = "highmark.movers.table:TableMover"
@@ -125,7 +127,23 @@ class TableJobSpec(JobSpec):
             )
         if self.cdc is not None and self.load_type is not LoadType.CDC:
             raise KeyedError(("cdc",), "applies to load_type: cdc only")
+        if self.load_type is LoadType.CDC and self.chooses_columns:
+            raise KeyedError(
+                ("columns",), "columns, exclude_columns and mask_columns are not for cdc jobs yet"
+            )
+        self.check_choice(self.needed_columns())
         return self
+
+    def needed_columns(self) -> dict[str, str]:
+        """The columns this job cannot work without, and what each is to it."""
+        needed = {c: "the primary key" for c in self.primary_key}
+        if self.watermark is not None:
+            needed.setdefault(self.watermark.column, "the watermark column")
+            if self.watermark.tiebreaker:
+                needed.setdefault(self.watermark.tiebreaker, "the watermark's tiebreaker")
+        if self.soft_delete is not None:
+            needed.setdefault(self.soft_delete.column, "the soft-delete column")
+        return needed
 
     @property
     def cdc_settings(self) -> CdcSpec:

@@ -24,6 +24,7 @@ from highmark import failpoints
 from highmark.config import ResolvedConnection, SoftDeleteSpec, TableJobSpec, TableRef
 from highmark.destinations.sql import SqlDestination, _bind
 from highmark.models import Counts
+from highmark.schema.change import SchemaChange
 from highmark.sources.base import Batch
 from highmark.sources.changes import ChangeSet, Key, Op
 from highmark.sqlschema import TableSchema, raw_table, reflect
@@ -44,32 +45,23 @@ class ChangeDestination(SqlDestination):
         self.soft: SoftDeleteSpec | None = job.soft_delete
         self.soft_in_source = False
         self.unreadable = 0  # rows whose unchanged TOAST values could not be completed
-        self.added_columns: list[str] = []
 
     # ------------------------------------------------------------------ schema
 
-    def prepare(self, source: TableSchema, source_zone: str = "UTC") -> None:
-        """Create or check the target; columns the source gained are added to it first
-        (nullable), and named in :attr:`added_columns`."""
-        with self._transaction("cannot read"):
-            existing = reflect(self.conn, self.ref.schema_name, self.ref.table_name)
-        added: list[str] = []
-        if existing is not None:
-            self._target = existing
-            for col in source.columns:
-                if existing.find(col.name) is None:
-                    self._add_column(col.name, target_type(col, self.dialect, in_key=False))
-                    added.append(col.name)
-        if added:
-            self._temp_ready = False
-            self._copy_plan = None
-        super().prepare(source, source_zone)
+    def prepare(self, source: TableSchema, source_zone: str = "UTC") -> list[SchemaChange]:
+        """Create the target or bring it up to the source (columns the source gained are added,
+        nullable: highmark/schema/); return the changes, for the run to record."""
+        changes = super().prepare(source, source_zone)
         soft = self.soft
         self.soft_in_source = soft is not None and source.find(soft.column) is not None
         if soft is not None and soft.mode == "mark" and self.target.find(soft.column) is None:
             self._add_column(soft.column, _timestamp_type(self.dialect))
             super().prepare(source, source_zone)
-        self.added_columns = added
+        return changes
+
+    def managed_columns(self) -> list[str]:
+        """The soft-delete column in ``mark`` mode is the target's own, not the source's."""
+        return [self.soft.column] if self.soft is not None and self.soft.mode == "mark" else []
 
     def _add_column(self, name: str, type_: Any) -> None:
         ddl = type_.compile(dialect=self.engine.dialect)

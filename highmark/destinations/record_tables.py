@@ -207,6 +207,11 @@ def add_column_sql(quoted_table: str, want: Wanted, dialect: Dialect) -> str:
     )
 
 
+def column_type_text(want: Wanted, dialect: Dialect) -> str:
+    """The type of an added column, as its DDL says it."""
+    return _ddl_text(want, dialect.name, dialect)
+
+
 class RecordTable:
     """A prepared entity table: its codecs, and the statements that read and write it.
 

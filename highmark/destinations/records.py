@@ -37,6 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from highmark import clock
 from highmark.config import ResolvedConnection
+from highmark.config.columns import DEFAULT_SCHEMA_POLICY, SchemaPolicy
 from highmark.db import get_engine
 from highmark.destinations import postgres_copy
 from highmark.destinations.entities import (
@@ -50,6 +51,7 @@ from highmark.destinations.record_tables import (
     RecordTable,
     Review,
     add_column_sql,
+    column_type_text,
     new_table,
     parent_index_name,
     review,
@@ -57,6 +59,7 @@ from highmark.destinations.record_tables import (
 from highmark.errors import ConfigError, DestinationError, SchemaConflictError, translate_db_error
 from highmark.models import Counts
 from highmark.redact import register_secret
+from highmark.schema.change import ChangeKind, SchemaChange
 from highmark.sqlschema import TableSchema, reflect
 
 DeleteMode = Literal["delete", "mark"]
@@ -80,6 +83,7 @@ class RecordWriter:
         entities: Sequence[Entity],
         *,
         deletes: DeleteMode = "delete",
+        schema_changes: SchemaPolicy = DEFAULT_SCHEMA_POLICY,
     ) -> None:
         match = _PREFIX.match(prefix)
         if match is None:
@@ -106,9 +110,12 @@ class RecordWriter:
         # COPY runs on the driver's own cursor: its errors come unwrapped.
         self._driver_error: type[Exception] = self.dialect.loaded_dbapi.Error
         self.zone = ZoneInfo(connection.timezone)
+        self.policy = schema_changes
         self.prepared: list[str] = []
-        """What :meth:`prepare` changed (tables created, columns and indexes added), one note
-        each, for the run's notes."""
+        """What :meth:`prepare` changed (tables created, indexes added), one note each, for the
+        run's notes."""
+        self.schema_changes: list[SchemaChange] = []
+        """The columns :meth:`prepare` added to existing tables, for the run to record."""
         self._tables: dict[str, RecordTable] = {}
         self._conn: Connection | None = None
         self._sql_mode: str | None = None  # MySQL: the session's own, restored by close()
@@ -196,6 +203,7 @@ class RecordWriter:
         and noted in :attr:`prepared`.
         """
         self.prepared = []
+        self.schema_changes = []
         reviews: dict[str, Review | None] = {}
         with self._transaction(f"cannot read {self._where()}"):
             for name, entity in self.entities.items():
@@ -209,6 +217,14 @@ class RecordWriter:
             if rev is not None
             for problem in rev.problems
         ]
+        if self.policy == "freeze":  # highmark/schema/plan.py: freeze refuses every difference
+            problems += [
+                f"target table {self.table_name(name)}: column {want.name} is missing "
+                "(schema_changes is freeze)"
+                for name, rev in reviews.items()
+                if rev is not None
+                for want in rev.add_columns
+            ]
         if problems:
             raise SchemaConflictError(
                 f"{'; '.join(problems)}; nothing was written", retryable=False, conflicts=problems
@@ -231,7 +247,10 @@ class RecordWriter:
                 quoted = RecordTable.quote_table(self.dialect, self.schema, name)
                 with self._transaction(context):
                     self.conn.exec_driver_sql(add_column_sql(quoted, want, self.dialect))
-                self.prepared.append(f"added column {qualified}.{want.name}")
+                self.schema_changes.append(
+                    SchemaChange(entity.name, qualified, want.name, ChangeKind.ADD,
+                                 new_type=column_type_text(want, self.dialect))
+                )  # fmt: skip
         with self._transaction(f"cannot read {self._where(entity.name)}"):
             target = reflect(self.conn, self.schema, name)
         assert target is not None

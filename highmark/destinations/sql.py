@@ -18,11 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    Column,
     Connection,
-    MetaData,
-    PrimaryKeyConstraint,
-    Table,
     and_,
     bindparam,
     cast,
@@ -48,8 +44,11 @@ from highmark import failpoints
 from highmark.config import ResolvedConnection, TableJobSpec, TableRef
 from highmark.db import get_engine
 from highmark.destinations import postgres_copy
-from highmark.errors import DestinationError, SchemaConflictError, translate_db_error
+from highmark.errors import DestinationError, translate_db_error
 from highmark.models import Counts, Watermark, WatermarkType
+from highmark.schema import ddl
+from highmark.schema.change import SchemaChange
+from highmark.schema.plan import adapted, plan_changes
 from highmark.sources.base import Batch
 from highmark.sources.sql import keyset_after
 from highmark.sqlschema import TableSchema, raw_table, reflect
@@ -57,9 +56,6 @@ from highmark.sqltypes import (
     ColumnInfo,
     Converter,
     Family,
-    compatible,
-    describe_type,
-    target_type,
     write_converter,
 )
 
@@ -128,14 +124,20 @@ class SqlDestination:
 
     # ------------------------------------------------------------------ schema
 
-    def prepare(self, source: TableSchema, source_zone: str = "UTC") -> None:
+    def prepare(self, source: TableSchema, source_zone: str = "UTC") -> list[SchemaChange]:
+        """Create the target, or bring it up to ``source`` under the job's ``schema_changes``
+        (highmark/schema/plan.py: a refusal is raised before anything is written); return the
+        changes applied or found."""
         self._source = source
         self._source_zone = source_zone
         with self._transaction("cannot read"):
             target = reflect(self.conn, self.ref.schema_name, self.ref.table_name)
+        changes: list[SchemaChange] = []
         if target is None:
             target = self._create(source)
-        self._check(source, target)
+        else:
+            target, changes = self._evolve(source, target)
+        target = adapted(source, target)
         self._target = target
         self._mapping = []
         self._converters = []
@@ -144,54 +146,43 @@ class SqlDestination:
             assert tcol is not None
             self._mapping.append((col.name, tcol.name))
             self._converters.append(write_converter(tcol, self.dialect, self.zone))
+        return changes
+
+    def _evolve(
+        self, source: TableSchema, target: TableSchema
+    ) -> tuple[TableSchema, list[SchemaChange]]:
+        plan = plan_changes(
+            source, target,
+            source_table=self.job.source.table, target_table=self.ref.table,
+            primary_key=self.job.primary_key, policy=self.job.schema_changes,
+            managed=self.managed_columns(),
+        )  # fmt: skip
+        plan.refuse()
+        if plan.alterations:
+            self._temp_ready = False
+            self._copy_plan = None
+            with self._transaction("cannot alter"):
+                ddl.apply(self.conn, self._quote_qualified(target.schema, target.name),
+                          plan.alterations)  # fmt: skip
+            with self._transaction("cannot read"):
+                altered = reflect(self.conn, self.ref.schema_name, self.ref.table_name)
+            assert altered is not None
+            target = altered
+        return target, plan.changes
+
+    def managed_columns(self) -> list[str]:
+        """Target columns highmark fills itself, that the source never has (none here)."""
+        return []
 
     def _create(self, source: TableSchema) -> TableSchema:
-        pk = {c.lower() for c in self.job.primary_key}
-        columns = [
-            Column(
-                col.name,
-                target_type(col, self.dialect, in_key=col.name.lower() in pk),
-                nullable=col.name.lower() not in pk,
-            )
-            for col in source.columns
-        ]
-        key = [source.find(c).name for c in self.job.primary_key]  # type: ignore[union-attr]
-        table = Table(
-            self.ref.table_name,
-            MetaData(),
-            *columns,
-            PrimaryKeyConstraint(*key),
-            schema=self.ref.schema_name,
-        )
         with self._transaction("cannot create"):
-            table.create(self.conn)
+            ddl.create_table(
+                self.conn, self.ref.schema_name, self.ref.table_name, source, self.job.primary_key
+            )
         with self._transaction("cannot read"):
             created = reflect(self.conn, self.ref.schema_name, self.ref.table_name)
         assert created is not None
         return created
-
-    def _check(self, source: TableSchema, target: TableSchema) -> None:
-        problems: list[str] = []
-        for col in source.columns:
-            tcol = target.find(col.name)
-            if tcol is None:
-                problems.append(f"column {col.name} is missing")
-            elif not compatible(col, tcol):
-                problems.append(
-                    f"column {col.name} is {describe_type(tcol)} in the target but "
-                    f"{describe_type(col)} ({col.family}) in the source"
-                )
-        if not problems and not target.has_unique_key(self.job.primary_key):
-            problems.append(
-                f"it has no primary key or unique index on ({', '.join(self.job.primary_key)})"
-            )
-        if problems:
-            raise SchemaConflictError(
-                f"target table {self.ref.table} conflicts with source "
-                f"{self.job.source.table}: {'; '.join(problems)}; nothing was written",
-                retryable=False,
-                conflicts=problems,
-            )
 
     # ------------------------------------------------------------------ helpers
 

@@ -11,9 +11,12 @@ run's ``success`` in one control-store transaction.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from highmark.models import Backfill, Counts, MarkUpdate, WatermarkRecord
+
+if TYPE_CHECKING:
+    from highmark.schema.change import SchemaChange
 
 __all__ = ["MarkUpdate", "Mover", "RunContext"]
 
@@ -97,6 +100,12 @@ class RunContext(Protocol):
 
     def note(self, text: str) -> None:
         """A one-line note for the run's ``notes`` (what a user should know)."""
+        ...
+
+    def schema_changed(self, change: SchemaChange) -> None:
+        """A change the mover applied to a target's columns (or found: a dropped column): kept
+        in ``etl_schema_changes`` at once (the target has it, whatever becomes of the run),
+        noted on the run, and raised as a ``schema_changed`` alert when the run ends."""
         ...
 
 

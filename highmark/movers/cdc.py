@@ -154,9 +154,8 @@ class CdcMover:
         reader = SqlSource(self.config.resolve(job.source.connection), job.source, self._reading())
         schema = reader.describe()
         ctx.set_phase("preparing target")
-        dst.prepare(schema, self.zone)
-        if dst.added_columns:
-            ctx.note(f"column(s) added to the target: {', '.join(dst.added_columns)}")
+        for change in dst.prepare(schema, self.zone):
+            ctx.schema_changed(change)
         ctx.set_phase("snapshot")
         if not dst.stage_begin(after_pk) and after_pk is not None:
             log.warning("job %s: the snapshot's staging table is gone; starting over", job.job_id)
@@ -221,10 +220,9 @@ class CdcMover:
             if not prepared or changes.new_columns:
                 # Opened at the first change (a run with nothing to do never touches it).
                 ctx.set_phase("preparing target")
-                dst.prepare(source.describe(), self.zone)
+                for change in dst.prepare(source.describe(), self.zone):
+                    ctx.schema_changed(change)
                 prepared = True
-                if dst.added_columns:
-                    ctx.note(f"column(s) added to the target: {', '.join(dst.added_columns)}")
             counts = Counts()
             if not changes.empty:
                 ctx.set_phase("applying changes")

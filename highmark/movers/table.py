@@ -85,8 +85,10 @@ class TableMover:
         self.ctx.set_phase("preparing target")
         schema = self.src.describe()
         source_zone = self.config.database(self.job.source.connection).timezone
-        self.dst.prepare(schema, source_zone)
-        self.bulk = self.dst.takes_copy_from(schema.dialect)
+        for change in self.dst.prepare(schema, source_zone):
+            self.ctx.schema_changed(change)
+        # Masked values are computed in Python (highmark/schema/selection.py): no COPY range.
+        self.bulk = self.dst.takes_copy_from(schema.dialect) and not self.job.mask_columns
 
     def _previous_checkpoint(self) -> RunCheckpoint | None:
         data = self.ctx.previous_checkpoint

@@ -23,6 +23,7 @@ from highmark.config import ResolvedConnection, TableJobSpec, TableRef
 from highmark.db import get_engine
 from highmark.errors import SourceError, translate_db_error
 from highmark.models import Watermark, WatermarkType
+from highmark.schema import selection
 from highmark.sources.base import Anomalies, Batch, Bound
 from highmark.sources.sqlite_text import SqliteTextTimestamps
 from highmark.sqlschema import TableSchema, reflect
@@ -41,6 +42,7 @@ class SqlSource:
         self.engine = get_engine(connection.url, "source")
         self._schema: TableSchema | None = None
         self._sqlite_text: SqliteTextTimestamps | None = None
+        self._maskers: dict[str, Converter] = {}  # masked columns: value -> hash
 
     # ------------------------------------------------------------------ schema
 
@@ -67,6 +69,7 @@ class SqlSource:
             schema = self._sqlite_text_watermark(schema)
             self._schema = schema
             self._check_job_columns(schema)
+            self._schema, self._maskers = selection.choose(schema, self.job, self.zone)
         return self._schema
 
     def _sqlite_text_watermark(self, schema: TableSchema) -> TableSchema:
@@ -399,7 +402,10 @@ class SqlSource:
         return Batch(rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None)
 
     def _converters(self) -> list[tuple[str, Converter | None]]:
-        return [(c.name, read_converter(c, self.zone)) for c in self.describe().columns]
+        columns = self.describe().columns
+        return [
+            (c.name, self._maskers.get(c.name) or read_converter(c, self.zone)) for c in columns
+        ]
 
     def _key_of(self, row: dict[str, Any]) -> Watermark | None:
         spec = self.job.watermark

@@ -38,7 +38,7 @@ from highmark.clock import ensure_utc
 VERSION_TABLE = "highmark_alembic_version"
 # The newest migration under migrations/versions (a test checks they agree): a store at this
 # revision needs no migration, which is known without importing Alembic.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -328,4 +328,28 @@ etl_audit = Table(
     Column("client", String(255)),
     Column("details", JSONDetails),
     Index("idx_etl_audit_occurred", "occurred_at"),
+)
+
+# extra (schema changes): every change a run applied to a target table (a column added or
+# widened) or found (a column the source no longer has), for `highmark schema history`. Like the
+# watermark history, kept as long as the targets it describes (never purged).
+etl_schema_changes = Table(
+    "etl_schema_changes",
+    metadata,
+    Column(
+        "change_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("job_id", String(100), nullable=False),
+    Column("run_id", BigInteger),
+    Column("source_table", String(255), nullable=False),
+    Column("target_table", String(255), nullable=False),
+    Column("column_name", String(255), nullable=False),
+    Column("change_kind", String(20), nullable=False),  # add | drop | widen
+    Column("old_type", String(255)),
+    Column("new_type", String(255)),
+    Column("applied_at", UTCDateTime, nullable=False),
+    Index("idx_etl_schema_changes_job", "job_id", "change_id"),
 )

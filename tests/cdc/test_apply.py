@@ -79,7 +79,11 @@ def test_snapshot_then_changes(
     )
     added = run_ok(project)
     assert_equal(engine)
-    assert any("channel" in note for note in added.notes or [])
+    assert any("column orders_copy.channel added" in note for note in added.notes or [])
+    history = project.schema_history(JOB)
+    assert [(c.column_name, c.change_kind, c.run_id) for c in history] == [
+        ("channel", "add", added.run_id)
+    ]
     assert {r["id"]: r["channel"] for r in snapshot(engine, TARGET)} == {20: None, 21: "web"}
 
 

@@ -190,20 +190,27 @@ def test_adds_a_missing_nullable_column(
         writer.prepare()  # NOT NULL: cannot be added to the existing rows
     fields = (REVIEWS.fields[0], Field("pull_request_id", FieldType.TEXT), REVIEWS.fields[2])
     loose = Entity("reviews", fields, parent="pull_request_id")
+    frozen = make_writer([loose], deletes="mark", schema_changes="freeze")
+    with pytest.raises(SchemaConflictError) as caught:
+        frozen.prepare()
+    assert "target table gh_reviews: column pull_request_id is missing (schema_changes is " in (
+        str(caught.value)
+    )
     writer = make_writer([loose], deletes="mark")
     writer.prepare()
-    assert writer.prepared == [
-        "added column gh_reviews.pull_request_id",
-        "added column gh_reviews.raw",
-        "added column gh_reviews.deleted_at",
-        "added index gh_reviews_pull_request_id_idx on gh_reviews",
+    assert writer.prepared == ["added index gh_reviews_pull_request_id_idx on gh_reviews"]
+    assert [(c.target_table, c.column, c.kind.value) for c in writer.schema_changes] == [
+        ("gh_reviews", "pull_request_id", "add"),
+        ("gh_reviews", "raw", "add"),
+        ("gh_reviews", "deleted_at", "add"),
     ]
+    assert all(c.source_table == "reviews" and c.new_type for c in writer.schema_changes)
     change = {"id": 7, "pull_request_id": "p", "state": "OK", "raw": {"a": 1}}
     assert writer.write([page("reviews", upserts=[change])]) == Counts(rows_written=1)
     assert list(writer.keys("reviews", {"pull_request_id": "p"})) == [(7,)]
     again = make_writer([loose], deletes="mark")
     again.prepare()
-    assert again.prepared == []
+    assert again.prepared == [] and again.schema_changes == []
 
 
 # ---------------------------------------------------------------------------- upserts

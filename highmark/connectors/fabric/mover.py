@@ -65,11 +65,14 @@ class FabricMover:
             job.target.prefix,
             [WORKSPACES, ITEMS],
             deletes=job.delete_mode,
+            schema_changes=job.schema_changes,
         )
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
             ctx.note(note)
+        for change in self.writer.schema_changes:
+            ctx.schema_changed(change)
         self.state = self._resume()
         verb = "resuming" if self.state.recovery_mode else "listing"
         ctx.started(f"{verb} Fabric workspaces and items of connection {job.source.connection}")

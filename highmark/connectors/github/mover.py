@@ -68,11 +68,14 @@ class GitHubMover:
             self.config.resolve(job.target.connection),
             job.target.prefix,
             entities(job.source.entities),
+            schema_changes=job.schema_changes,
         )
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
             ctx.note(note)
+        for change in self.writer.schema_changes:
+            ctx.schema_changed(change)
         self.state = self._resume()
         ctx.started(self._describe())
         for repository in job.source.repositories:

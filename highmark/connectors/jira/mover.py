@@ -59,12 +59,15 @@ class JiraMover:
         ctx.set_phase("connecting")
         self.zone = user_zone(self.api.myself())
         self.writer = RecordWriter(
-            self.config.resolve(job.target.connection), job.target.prefix, [ISSUES]
-        )
+            self.config.resolve(job.target.connection), job.target.prefix, [ISSUES],
+            schema_changes=job.schema_changes,
+        )  # fmt: skip
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
             ctx.note(note)
+        for change in self.writer.schema_changes:
+            ctx.schema_changed(change)
         self.state = self._resume()
         projects = ", ".join(job.source.projects)
         verb = "resuming" if self.state.recovery_mode else "syncing"

@@ -68,11 +68,14 @@ class MsGraphMover:
             job.target.prefix,
             [entities.ENTITIES[e] for e in job.source.entities],
             deletes=job.delete_mode,
+            schema_changes=job.schema_changes,
         )
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
             ctx.note(note)
+        for change in self.writer.schema_changes:
+            ctx.schema_changed(change)
         self.state = self._resume()
         ctx.started(self._describe())
         for entity in job.source.rounds():
