@@ -15,7 +15,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ from highmark.models import (
     Counts,
     LoadType,
     MarkUpdate,
+    RejectedRow,
     RunRecord,
     RunStatus,
     TriggeredBy,
@@ -228,6 +229,11 @@ class JobRun:
                 self.lease = lease
                 updates = self._work()
             self.phase = "finishing"
+            if self.counts.rows_rejected:
+                self.notes.append(
+                    f"{self.counts.rows_rejected} bad row(s) quarantined in etl_rejected_rows "
+                    f"(highmark rejected {self.job.job_id})"
+                )
             backfill = self.backfill
             record = self.store.finish_success(
                 handle,
@@ -331,7 +337,7 @@ class JobRun:
         self.observer.progressed(self.counts, self.batch_number, detail)
 
     def replace_counts(self, counts: Counts) -> None:
-        self.counts = counts
+        self.counts = replace(counts, rows_rejected=self.counts.rows_rejected)
         if self.lease is not None:
             self.lease.counts = counts
 
@@ -349,6 +355,12 @@ class JobRun:
         if self.lease is not None:
             self.lease.check()
 
+    def reject(self, rows: list[RejectedRow]) -> None:
+        self.store.add_rejected_rows(self.handle, rows)
+        self.counts = self.counts + Counts(rows_rejected=len(rows))
+        if self.lease is not None:
+            self.lease.counts = self.counts
+
     def sleep(self, seconds: float) -> None:
         clock.sleep(seconds, self.cancel.event)
         self.check()
@@ -360,6 +372,8 @@ class JobRun:
 
     def _finish(self, handle: RunHandle, status: RunStatus, exc: BaseException) -> RunRecord:
         message = str(exc) if isinstance(exc, HighmarkError) else f"{type(exc).__name__}: {exc}"
+        # The run's row names its job: "job X: …" would name it twice in "X: …" lines.
+        message = message.removeprefix(f"job {self.job.job_id}: ")
         retryable = exc.retryable if isinstance(exc, HighmarkError) else False
         details: dict[str, Any] = {
             "exception_type": type(exc).__name__,

@@ -32,6 +32,7 @@ from highmark.config.settings import (
     RetentionSettings,
     WorkerSettings,
 )
+from highmark.config.tables import OnBadRows
 from highmark.errors import ConfigError
 
 DEFAULT_CONTROL_URL = "sqlite:///.highmark/control.db"
@@ -43,6 +44,8 @@ class ProjectConfig(Strict):
     path: Path
     control: str = DEFAULT_CONTROL_URL
     connections: dict[str, ConnectionSpec] = Field(default_factory=dict)
+    # Defaults for the jobs that take these keys (validated before the jobs, which read them).
+    on_bad_rows: OnBadRows | None = None
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     alerts: list[AlertSink] = Field(default_factory=list)
@@ -89,8 +92,9 @@ class ProjectConfig(Strict):
             name = source.get("connection") if isinstance(source, Mapping) else None
             connection = connections.get(name) if isinstance(name, str) else None
             type_name = connection.type if connection is not None else kinds.SQL
-            section = {**raw, "job_id": str(job_id)}
-            parsed[str(job_id)] = _validate(kinds.job_model(type_name), section, (str(job_id),))
+            model = kinds.job_model(type_name)
+            section = {**_defaults(model, info.data), **raw, "job_id": str(job_id)}
+            parsed[str(job_id)] = _validate(model, section, (str(job_id),))
         return parsed
 
     @model_validator(mode="after")
@@ -131,6 +135,18 @@ class ProjectConfig(Strict):
 
     def control_url(self) -> URL:
         return normalize_url(self.control, self.base_dir)
+
+
+# Top-level keys that set a default for every job whose kind takes the key.
+JOB_DEFAULTS = ("on_bad_rows",)
+
+
+def _defaults(model: type[Any], top: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: top[key]
+        for key in JOB_DEFAULTS
+        if top.get(key) is not None and key in model.model_fields
+    }
 
 
 def _validate(model: type[Any], section: Any, path: tuple[str, ...]) -> Any:

@@ -24,6 +24,10 @@ class CopyRange(Protocol):
         """COPY the range out, each column as the given SQL expression, in chunks of bytes."""
         ...
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The range's rows as a row batch has them (a refused range is bisected row by row)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Batch:
