@@ -29,6 +29,7 @@ from highmark.cli import (  # noqa: F401  (they register their commands)
     marks,
     operations,
     reconcile,
+    rejected,
     runs,
     serve,
 )
