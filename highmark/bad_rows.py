@@ -19,9 +19,8 @@ from typing import Any
 
 from highmark.checkpoint import encode_value
 from highmark.config.tables import OnBadRows
-from highmark.destinations.bisect import RefusedRow
 from highmark.errors import DestinationError
-from highmark.models import RejectedRow
+from highmark.models import RefusedRow, RejectedRow
 from highmark.movers.base import RunContext
 
 MAX_DETAILED_ROWS = 10
@@ -52,25 +51,25 @@ class BadRows:
         self.target_table = target_table
         self.primary_key = primary_key
 
-    def handle(self, refused: Iterable[RefusedRow], *, side: str = "the target") -> None:
-        """Quarantine ``refused``, or fail the run with them (``side`` refused them)."""
+    def handle(self, refused: Iterable[RefusedRow]) -> None:
+        """Quarantine ``refused``, or fail the run with them."""
         rows = [self.record(r) for r in refused]
         if not rows:
             return
         if self.policy == "quarantine":
             self.ctx.reject(rows)
             return
-        raise self.error(rows, side)
+        raise self.error(rows)
 
     def record(self, refused: RefusedRow) -> RejectedRow:
         return rejected_row(refused, self.source_table, self.primary_key)
 
-    def error(self, rows: list[RejectedRow], side: str) -> BadRowsError:
+    def error(self, rows: list[RejectedRow]) -> BadRowsError:
         first = rows[0]
         where = f" (column {first.column})" if first.column else ""
         more = f" and {len(rows) - 1} more" if len(rows) > 1 else ""
         return BadRowsError(
-            f"{len(rows)} row(s) of {self.source_table} refused by {side} {self.target_table}: "
+            f"{len(rows)} bad row(s) of {self.source_table} not loaded into {self.target_table}: "
             f"{_key_text(self.primary_key, first.source_record_id)}{more}: {first.error}{where}; "
             "the batch's other rows were written. Fix the rows or the target, or set "
             "on_bad_rows: quarantine",

@@ -273,6 +273,25 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a row could not be loaded: the database's (or the conversion's) one-line message, and
+    the column and constraint at fault when they are known."""
+
+    message: str
+    column: str | None = None
+    constraint: str | None = None
+
+
+@dataclass(frozen=True)
+class RefusedRow:
+    """A row the target refused, or the source could not convert, as the destination would have
+    received it (a row the source could not convert: as the source gave it)."""
+
+    row: dict[str, Any]
+    refusal: Refusal
+
+
+@dataclass(frozen=True)
 class RejectedRow:
     """A row the target or the source refused (a bad row), as a run reports it."""
 

@@ -59,10 +59,14 @@ def retry_rejected(store: ControlStore, config: ProjectConfig, job_id: str) -> R
         target.prepare(schema, config.database(job.source.connection).timezone)
         for start in range(0, len(records), job.batch_size):
             chunk = records[start : start + job.batch_size]
-            rows = _read_again(source, job, chunk)
-            written = write_bisecting(target.merge_batch, Batch(rows=rows), give_up_after=None)
-            refused = [rejected_row(r, job.source.table, job.primary_key) for r in written.refused]
-            found = {_key(record_id(row, job.primary_key)) for row in rows}
+            batch = _read_again(source, job, chunk)
+            written = write_bisecting(target.merge_batch, batch, give_up_after=None)
+            refused = [
+                rejected_row(r, job.source.table, job.primary_key)
+                for r in [*batch.refused, *written.refused]
+            ]
+            read = [*batch.rows, *(r.row for r in batch.refused)]
+            found = {_key(record_id(row, job.primary_key)) for row in read}
             still = {_key(r.source_record_id) for r in refused}
             done = [r.rejected_id for r in chunk if _key(r.source_record_id) not in still]
             store.release_rejected(job_id, done)
@@ -79,9 +83,7 @@ def retry_rejected(store: ControlStore, config: ProjectConfig, job_id: str) -> R
     return outcome
 
 
-def _read_again(
-    source: SqlSource, job: TableJobSpec, records: list[RejectedRecord]
-) -> list[dict[str, Any]]:
+def _read_again(source: SqlSource, job: TableJobSpec, records: list[RejectedRecord]) -> Batch:
     """The source rows of ``records``, read by primary key and converted as a run reads them."""
     table = source.describe().clause()
     columns = [table.c[source.describe().find(c).name] for c in job.primary_key]  # type: ignore[union-attr]
@@ -94,7 +96,7 @@ def _read_again(
         )
     with source._errors("cannot read"), source.engine.connect() as conn:
         raw_rows = conn.execute(select(table).where(or_(*wanted)).order_by(*columns)).all()
-    return source._batch(raw_rows, lambda _row: None, by_pk=False).rows
+    return source._batch(raw_rows, lambda _row: None, by_pk=False)
 
 
 def _key(value: Any) -> str:

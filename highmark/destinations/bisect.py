@@ -29,21 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from highmark.destinations.refusal import Refusal, describe, is_data_error
-from highmark.models import Counts
+from highmark.destinations.refusal import describe, is_data_error
+from highmark.models import Counts, RefusedRow
 from highmark.sources.base import Batch
 
 log = logging.getLogger(__name__)
 
 MAX_REFUSED_BEFORE_ANY_WRITE = 100
-
-
-@dataclass(frozen=True)
-class RefusedRow:
-    """A row the target (or the source) would not take, as the destination received it."""
-
-    row: dict[str, Any]
-    refusal: Refusal
 
 
 @dataclass(frozen=True)

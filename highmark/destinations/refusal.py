@@ -8,10 +8,10 @@ text, in a handful of fixed shapes matched below.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from highmark.errors import HighmarkError, is_data_db_error, one_line
+from highmark.models import Refusal
 from highmark.redact import scrub
 
 # MySQL/MariaDB and SQLite messages that name a column or a constraint.
@@ -29,15 +29,6 @@ _CONSTRAINT_PATTERNS = (
     re.compile(r"CHECK constraint failed: (.+)$"),  # SQLite
     re.compile(r"FOREIGN KEY \(`([^`]+)`\)"),
 )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a database refused one row."""
-
-    message: str
-    column: str | None = None
-    constraint: str | None = None
 
 
 def root_cause(exc: BaseException) -> BaseException:

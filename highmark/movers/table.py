@@ -20,10 +20,18 @@ from highmark import clock, failpoints, parallel
 from highmark.bad_rows import BadRows
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import ProjectConfig, TableJobSpec
-from highmark.destinations.bisect import RefusedRow, write_bisecting
+from highmark.destinations.bisect import write_bisecting
 from highmark.destinations.sql import SqlDestination
 from highmark.errors import SourceError
-from highmark.models import Backfill, Counts, MarkUpdate, Watermark, WatermarkType, later_of
+from highmark.models import (
+    Backfill,
+    Counts,
+    MarkUpdate,
+    RefusedRow,
+    Watermark,
+    WatermarkType,
+    later_of,
+)
 from highmark.movers.base import RunContext
 from highmark.sources import postgres_copy
 from highmark.sources.base import Batch
@@ -348,7 +356,11 @@ class TableMover:
         column = self.src.describe().find(soft.column)
         assert column is not None
         return (
-            Batch(rows=[r for r in b.rows if r[column.name] is None], last_key=b.last_key)
+            Batch(
+                rows=[r for r in b.rows if r[column.name] is None],
+                last_key=b.last_key,
+                refused=b.refused,
+            )
             for b in batches
         )
 
@@ -384,8 +396,8 @@ class TableMover:
         write = self.dst.write_direct if direct else self.dst.merge_batch
         written = write_bisecting(write, batch, check=self.ctx.check)
         failpoints.reach("after_target_commit")
-        self.ctx.add(written.counts)
-        self._bad_rows().handle(written.refused)
+        self.ctx.add(written.counts + Counts(rows_read=len(batch.refused)))
+        self._bad_rows().handle([*batch.refused, *written.refused])
 
     def _bad_rows(self) -> BadRows:
         return BadRows(
@@ -468,8 +480,8 @@ class TableMover:
             self.ctx.set_record_hint(self._record_range(batch))
             written = write_bisecting(self._stage, batch, check=self.ctx.check)
             failpoints.reach("after_target_commit")
-            self.ctx.add(Counts(rows_read=written.counts.rows_read))
-            self._bad_rows().handle(written.refused)
+            self.ctx.add(Counts(rows_read=written.counts.rows_read + len(batch.refused)))
+            self._bad_rows().handle([*batch.refused, *written.refused])
             self.max_key = later_of(self.max_key, batch.max_key_within)
             self._save_checkpoint(
                 last_pk=[encode_value(v) for v in batch.last_pk or ()],

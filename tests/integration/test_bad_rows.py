@@ -174,3 +174,106 @@ def test_rejected_retry_loads_the_rows_once_the_target_is_fixed(
 
 def _at(engine: Engine, value: Any) -> Any:
     return value if engine.dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+
+def test_an_unparsable_sqlite_timestamp_is_named_by_its_id(
+    tmp_path: Path, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    source_url = f"sqlite:///{tmp_path / 'shop.db'}"
+    shop = engine_for(source_url)
+    with shop.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE events (id INTEGER PRIMARY KEY, updated_at TEXT, shipped_at DATETIME)"
+            )
+        )
+        for i in range(1, 21):
+            shipped = "not a date" if i == 7 else f"2024-02-01 10:00:{i:02d}"
+            # id 10's watermark is no timestamp (it sorts last, as text): read, and named.
+            stamp = "2024-01-01 10:00:99" if i == 10 else f"2024-01-01 10:00:{i:02d}"
+            conn.execute(
+                text("INSERT INTO events VALUES (:i, :u, :s)"), {"i": i, "u": stamp, "s": shipped}
+            )
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    events = {
+        "load_type": "incremental",
+        "source": {"connection": "shop", "table": "events"},
+        "target": {"connection": "warehouse", "table": "events"},
+        "primary_key": ["id"],
+        "watermark": {"column": "updated_at", "type": "timestamp", "tiebreaker": "id"},
+        "batch_size": 5,
+    }
+    path = write_project(
+        control=url, connections={"shop": source_url, "warehouse": url}, jobs={"events": events}
+    )
+    project = Project.load(path)
+
+    failed = project.run("events")
+
+    assert failed.run_status is RunStatus.FAILED
+    assert failed.error_message is not None
+    assert "id 7" in failed.error_message and "shipped_at" in failed.error_message
+    assert "not a date" in failed.error_message
+    assert "ValueError" not in failed.error_message
+    details = failed.error_details
+    assert details is not None
+    assert (details["source_record_id"], details["column"]) == (7, "shipped_at")
+    assert details["source_data"]["shipped_at"] == "not a date"
+    warehouse = engine_for(url)
+    with warehouse.connect() as conn:
+        ids = conn.execute(text("SELECT id FROM events ORDER BY id")).scalars().all()
+    assert ids == [1, 2, 3, 4, 5, 6, 8, 9, 11]  # id 7's batch (6-11) is written but for it
+
+    events["on_bad_rows"] = "quarantine"
+    path = write_project(
+        control=url, connections={"shop": source_url, "warehouse": url}, jobs={"events": events}
+    )
+    project = Project.load(path)
+    run = project.run("events")
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    assert run.rows_rejected == 2
+    rejected = {r.source_record_id: r for r in project.store.rejected_rows("events")}
+    assert sorted(rejected) == [7, 10]
+    assert rejected[10].error_column == "updated_at"
+    with warehouse.connect() as conn:
+        ids = conn.execute(text("SELECT id FROM events ORDER BY id")).scalars().all()
+    assert ids == [i for i in range(1, 21) if i not in (7, 10)]
+
+
+def test_a_lock_timeout_during_a_batch_stays_retryable_and_is_not_bisected(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    engine = engine_for(pg_url)
+    with engine.connect() as conn:  # every later session of this database waits 1 s for a lock
+        conn.execute(text(f"ALTER DATABASE \"{engine.url.database}\" SET lock_timeout = '1s'"))
+        conn.commit()
+    table = create_orders(engine)
+    insert_orders(engine, table, [order(i) for i in range(1, 11)])
+    project = _project(write_project, pg_url, on_bad_rows="quarantine")
+    assert project.run(JOB).run_status is RunStatus.SUCCESS
+    # Row 5 changes and new rows arrive, while another session holds row 5 of the target.
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE orders SET amount = 99, updated_at = updated_at + interval '1 hour' "
+                 "WHERE id = 5")
+        )  # fmt: skip
+    insert_orders(engine, table, [order(i, at=BASE_TIME + timedelta(hours=2)) for i in (11, 12)])
+    holder = engine.connect()
+    try:
+        holder.execute(text("SELECT * FROM orders_copy WHERE id = 5 FOR UPDATE"))
+
+        run = project.run(JOB)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert run.run_status is RunStatus.FAILED
+    assert run.error_details is not None
+    assert run.error_details["retryable"] is True, run.error_message
+    assert "lock" in (run.error_message or "")
+    assert run.rows_rejected == 0 and project.store.rejected_rows(JOB) == []
+    # Not bisected: nothing of the refused batch went in (rows 11 and 12 came with row 5).
+    assert [r["id"] for r in snapshot(engine, "orders_copy")] == list(range(1, 11))
+    assert project.run(JOB).run_status is RunStatus.SUCCESS  # once the lock is gone
+    assert snapshot(engine, "orders_copy") == snapshot(engine, "orders")
