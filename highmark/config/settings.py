@@ -34,9 +34,9 @@ class WorkerSettings(Strict):
         return self
 
 
-AlertEvent = Literal["failed", "consecutive_failures", "recovered", "stale"]
+AlertEvent = Literal["failed", "consecutive_failures", "recovered", "stale", "rows_rejected"]
 ALERT_EVENTS: tuple[str, ...] = (
-    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag",
+    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag", "rows_rejected",
 )  # fmt: skip
 
 

@@ -277,3 +277,55 @@ def test_a_lock_timeout_during_a_batch_stays_retryable_and_is_not_bisected(
     assert [r["id"] for r in snapshot(engine, "orders_copy")] == list(range(1, 11))
     assert project.run(JOB).run_status is RunStatus.SUCCESS  # once the lock is gone
     assert snapshot(engine, "orders_copy") == snapshot(engine, "orders")
+
+
+def test_a_run_that_quarantines_raises_one_rows_rejected_alert(
+    tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    from tests.alerts.support import webhook_server
+    from tests.alerts.support import write_project as write_alerting_project
+
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    engine = engine_for(url)
+    _source(engine, range(1, 101), {BAD_ID % 100})
+    _checked_target(engine)
+    with webhook_server() as hooks:
+        path = write_alerting_project(
+            tmp_path / "highmark.yml",
+            url,
+            jobs={JOB: copy_job(on_bad_rows="quarantine")},
+            alerts=[{"type": "webhook", "url": hooks.url("all"), "events": ["rows_rejected"]}],
+        )
+        project = Project.load(path)
+        run = project.run(JOB)
+        assert run.rows_rejected == 1
+        assert project.run(JOB).rows_rejected == 0  # nothing new: no alert
+
+        (alert,) = hooks.bodies("/all/")
+    assert (alert["event"], alert["run_id"], alert["rows_rejected"]) == (
+        "rows_rejected", run.run_id, 1,
+    )  # fmt: skip
+    assert f"highmark rejected {JOB}" in alert["message"]
+
+
+def test_retention_purges_quarantined_rows_with_their_run(
+    tmp_path: Path, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    engine = engine_for(url)
+    _source(engine, range(1, 51), {7})
+    _checked_target(engine)
+    project = _project(write_project, url, on_bad_rows="quarantine")
+    old = project.run(JOB)
+    _source(engine, range(51, 61), {55})
+    recent = project.run(JOB)
+    assert (old.rows_rejected, recent.rows_rejected) == (1, 1)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE etl_job_runs SET started_at = '2020-01-01 00:00:00' WHERE run_id = :r"),
+            {"r": old.run_id},
+        )
+
+    project.purge()
+
+    assert [r.source_record_id for r in project.store.rejected_rows(JOB)] == [55]
