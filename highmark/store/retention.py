@@ -39,7 +39,7 @@ FINISHED_SLOTS = (
 )
 # Keys per DELETE statement: well below every database's limit on bound parameters.
 DELETE_CHUNK = 400
-_COUNTS = ("rows_read", "rows_written", "rows_updated", "rows_deleted")
+_COUNTS = ("rows_read", "rows_written", "rows_updated", "rows_deleted", "rows_rejected")
 _SUMS = ("runs", "successes", "failures", "cancelled", *_COUNTS, "duration_seconds_total")
 
 

@@ -270,6 +270,8 @@ etl_run_summaries = Table(
     Column("rows_deleted", BigInteger, nullable=False, server_default="0", default=0),
     Column("duration_seconds_total", BigInteger, nullable=False, server_default="0", default=0),
     Column("duration_seconds_max", Integer, nullable=False, server_default="0", default=0),
+    # extra (bad rows): the rows the day's purged runs quarantined
+    Column("rows_rejected", BigInteger, nullable=False, server_default="0", default=0),
     PrimaryKeyConstraint("job_id", "day"),
 )
 

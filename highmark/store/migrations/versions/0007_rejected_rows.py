@@ -1,4 +1,5 @@
-"""Bad rows: the etl_rejected_rows quarantine, and rows_rejected on etl_job_runs.
+"""Bad rows: the etl_rejected_rows quarantine, and rows_rejected on etl_job_runs and
+etl_run_summaries.
 
 Revision ID: 0007
 Revises: 0005
@@ -20,6 +21,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("etl_job_runs", sa.Column("rows_rejected", sa.BigInteger(), server_default="0"))
+    op.add_column(
+        "etl_run_summaries",
+        sa.Column("rows_rejected", sa.BigInteger(), nullable=False, server_default="0"),
+    )
     op.create_table(
         "etl_rejected_rows",
         sa.Column(
@@ -51,5 +56,7 @@ def downgrade() -> None:
     op.drop_index("idx_etl_rejected_key", table_name="etl_rejected_rows")
     op.drop_index("idx_etl_rejected_job", table_name="etl_rejected_rows")
     op.drop_table("etl_rejected_rows")
+    with op.batch_alter_table("etl_run_summaries") as batch:
+        batch.drop_column("rows_rejected")
     with op.batch_alter_table("etl_job_runs") as batch:
         batch.drop_column("rows_rejected")
