@@ -329,3 +329,49 @@ def test_retention_purges_quarantined_rows_with_their_run(
     project.purge()
 
     assert [r.source_record_id for r in project.store.rejected_rows(JOB)] == [55]
+
+
+def test_a_value_too_long_on_mariadb_strict_mode_is_a_bad_row(
+    mysql_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    engine = engine_for(mysql_url)
+    table = create_orders(engine)
+    rows = [order(i) for i in range(1, 2001)]
+    rows[776]["customer"] = "a customer name far longer than the target's column"
+    insert_orders(engine, table, rows)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE orders_copy (id BIGINT PRIMARY KEY, customer VARCHAR(20) NOT NULL, "
+                "amount NUMERIC(12, 2) NOT NULL, updated_at DATETIME(6) NOT NULL, "
+                "deleted_at DATETIME(6) NULL)"
+            )
+        )
+    project = _project(write_project, mysql_url, on_bad_rows="quarantine")
+
+    run = project.run(JOB)
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    (rejected,) = project.store.rejected_rows(JOB)
+    assert (rejected.source_record_id, rejected.error_column) == (777, "customer")
+    assert "too long" in rejected.error_message
+    assert len(snapshot(engine, "orders_copy")) == 1999
+
+
+def test_a_parallel_first_load_bisects_the_range_that_holds_a_bad_row(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    engine = engine_for(pg_url)
+    _source(engine, range(1, 3001), {1234})
+    _checked_target(engine)
+    project = _project(
+        write_project, pg_url, on_bad_rows="quarantine", parallelism=3, batch_size=500
+    )
+
+    run = project.run(JOB)
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    assert run.rows_rejected == 1
+    assert [r.source_record_id for r in project.store.rejected_rows(JOB)] == [1234]
+    copied = [r["id"] for r in snapshot(engine, "orders_copy")]
+    assert copied == [i for i in range(1, 3001) if i != 1234]
