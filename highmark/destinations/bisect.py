@@ -73,6 +73,8 @@ def write_bisecting(
     while pending:
         check()
         start, end = pending.pop()
+        if start == end:
+            continue
         try:
             counts = counts + write(Batch(rows=rows[start:end]))
         except Exception as exc:
