@@ -337,9 +337,10 @@ class JobRun:
         self.observer.progressed(self.counts, self.batch_number, detail)
 
     def replace_counts(self, counts: Counts) -> None:
+        # (Quarantined rows are counted as they are quarantined: a mover's totals keep them.)
         self.counts = replace(counts, rows_rejected=self.counts.rows_rejected)
         if self.lease is not None:
-            self.lease.counts = counts
+            self.lease.counts = self.counts
 
     def save_checkpoint(self, data: dict[str, Any]) -> None:
         self.phase = "checkpointing"
