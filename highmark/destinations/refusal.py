@@ -64,3 +64,16 @@ def _first_match(patterns: tuple[re.Pattern[str], ...], message: str) -> str | N
         if found:
             return found.group(1)
     return None
+
+
+_COPY_LINE = re.compile(r"^COPY [^,]+, line (\d+)")
+
+
+def row_hint(exc: BaseException) -> int | None:
+    """Which row (0-based) of the rows written a refusal is about, when the database says so:
+    PostgreSQL names the line of a COPY that failed. None when it does not say."""
+    cause = root_cause(exc)
+    orig: Any = getattr(cause, "orig", None) or cause
+    context = getattr(getattr(orig, "diag", None), "context", None)
+    found = _COPY_LINE.match(context) if isinstance(context, str) else None
+    return int(found.group(1)) - 1 if found else None

@@ -69,3 +69,43 @@ def test_a_target_that_refuses_every_row_fails_with_its_first_error() -> None:
     with pytest.raises(sqlite3.IntegrityError):
         write_bisecting(target.write, Batch(rows=_rows(1000)))
     assert not target.committed
+
+
+class CopyRefusal(Exception):
+    """Shaped as psycopg raises a COPY's check violation: a SQLSTATE and the failing line."""
+
+    sqlstate = "23514"
+
+    def __init__(self, line: int) -> None:
+        super().__init__("new row violates check constraint")
+        self.diag = type("Diag", (), {"context": f'COPY t, line {line}: "…"'})()
+
+
+class HintingTarget(RefusingTarget):
+    """Names the line of the first bad row of a piece (or, lying, always line 1)."""
+
+    def __init__(self, bad: set[int], *, lying: bool = False) -> None:
+        super().__init__(bad)
+        self.lying = lying
+
+    def write(self, batch: Batch) -> Counts:
+        ids = [r["id"] for r in batch.rows]
+        at = next((n for n, i in enumerate(ids) if i in self.bad), None)
+        if at is not None:
+            self.transactions += 1
+            raise CopyRefusal(1 if self.lying else at + 1)
+        return super().write(batch)
+
+
+@pytest.mark.parametrize("lying", [False, True])
+def test_a_named_line_cuts_the_piece_there_and_a_wrong_one_does_no_harm(lying: bool) -> None:
+    bad = {17, 4242, 9000}
+    target = HintingTarget(bad, lying=lying)
+
+    written = write_bisecting(target.write, Batch(rows=_rows(10_000)))
+
+    assert sorted(r.row["id"] for r in written.refused) == sorted(bad)
+    assert set(target.committed) == set(range(10_000)) - bad
+    assert set(target.committed.values()) <= {1}
+    halving = 2 * len(bad) * math.ceil(math.log2(10_000)) + 1
+    assert target.transactions <= (halving if lying else 4 * len(bad) + 3)
