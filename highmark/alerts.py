@@ -9,6 +9,8 @@ Events, per job:
 * ``stale``: the last success (else the watermark's last move, else the job's registration) is older
   than the job's ``freshness`` — once per stale episode, until the next success.
 * ``cdc_lag``: a CDC job's source keeps more log for it than its ``cdc.max_lag`` (once a day).
+* ``rows_rejected``: a run succeeded but quarantined bad rows (``on_bad_rows: quarantine``) — once
+  per run.
 
 Cancelled runs neither start nor end a streak. Each alert is one ``etl_alerts`` row per sink, unique
 on (sink, dedup_key), so concurrent processes raise it once. The process that raised it delivers it
@@ -86,6 +88,7 @@ _TITLES = {
     "stale": "stale",
     "cdc_lag": "log held on the source",
     "schema_changed": "target schema changed",
+    "rows_rejected": "bad rows quarantined",
 }
 _COLORS = {  # Teams themeColor
     "failed": "D7263D",
@@ -94,6 +97,7 @@ _COLORS = {  # Teams themeColor
     "stale": "F0A202",
     "cdc_lag": "F0A202",
     "schema_changed": "1F77B4",
+    "rows_rejected": "F0A202",
 }
 
 
@@ -307,11 +311,13 @@ def sink_id(sink: Sink) -> str:
 def _run_events(alert_store: AlertStore, config: ProjectConfig, record: RunRecord) -> list[Event]:
     job_id = record.job_id
     if record.run_status is RunStatus.SUCCESS:
+        rejected = _rejected_events(record)
         streak = alert_store.failure_streak(job_id, upto_run_id=record.run_id - 1)
         if not streak.failures:
-            return []
+            return rejected
         message = f"{job_id} recovered: run {record.run_id} succeeded after {_failed_runs(streak)}"
         return [
+            *rejected,
             Event(
                 job_id=job_id,
                 event="recovered",
@@ -323,7 +329,7 @@ def _run_events(alert_store: AlertStore, config: ProjectConfig, record: RunRecor
                     "first_failed_run_id": streak.first_run_id,
                     "last_failed_run_id": streak.last_run_id,
                 },
-            )
+            ),
         ]
     streak = alert_store.failure_streak(job_id, upto_run_id=record.run_id)
     if not streak.failures:
@@ -376,6 +382,22 @@ def _schema_events(store: ControlStore, record: RunRecord) -> list[Event]:
             run_id=record.run_id,
             message=f"{record.job_id} (run {record.run_id}): {said}",
             payload={"changes": [c.to_json() for c in changes]},
+        )
+    ]
+
+
+def _rejected_events(record: RunRecord) -> list[Event]:
+    if not record.rows_rejected:
+        return []
+    return [
+        Event(
+            job_id=record.job_id,
+            event="rows_rejected",
+            dedup_key=f"rows_rejected:{record.job_id}:{record.run_id}",
+            run_id=record.run_id,
+            message=f"{record.job_id}: run {record.run_id} quarantined {record.rows_rejected} bad "
+            f"row(s) (highmark rejected {record.job_id})",
+            payload={"rows_rejected": record.rows_rejected},
         )
     ]
 

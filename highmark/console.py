@@ -105,7 +105,9 @@ def summary(run: RunRecord) -> str:
     text = (
         f"{run.job_id}: {run.run_status.value} in {run.duration_seconds or 0}s (run {run.run_id}): "
         f"{run.rows_read:,} read, {run.rows_written:,} inserted, {run.rows_updated:,} updated, "
-        f"{run.rows_deleted:,} deleted{mark}"
+        f"{run.rows_deleted:,} deleted"
+        + (f", {run.rows_rejected:,} rejected" if run.rows_rejected else "")
+        + mark
     )
     if run.error_message:
         text += f" — {run.error_message}"

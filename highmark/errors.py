@@ -203,8 +203,12 @@ def is_retryable_db_error(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
         # OperationalError without a known permanent code: connection trouble, mostly.
         code = args[0] if args and isinstance(args[0], int) else None
-        if code is not None and code < 2000 and code not in _RETRYABLE_MYSQL_CODES:
-            return False  # e.g. 1045 access denied, 1049 unknown database
+        if (
+            code is not None
+            and code not in _RETRYABLE_MYSQL_CODES
+            and (code < 2000 or code in _DATA_MYSQL_CODES)
+        ):
+            return False  # e.g. 1045 access denied, 1049 unknown database, 4025 a CHECK
         text = str(orig).lower()
         permanent_markers = (
             "password authentication failed",
@@ -217,6 +221,51 @@ def is_retryable_db_error(exc: BaseException) -> bool:
         )
         return not any(marker in text for marker in permanent_markers)
     return False
+
+
+# SQLSTATE classes of errors about the values of a row: data exceptions (too long, out of range,
+# invalid text representation, bad datetime…) and integrity constraint violations.
+_DATA_SQLSTATES = ("22", "23")
+# MySQL/MariaDB error numbers about the values of a row.
+_DATA_MYSQL_CODES = {
+    1048,  # column cannot be null
+    1062,  # duplicate entry
+    1264,  # out of range value
+    1265,  # data truncated
+    1292,  # incorrect datetime (or other) value
+    1364,  # field has no default value
+    1366,  # incorrect integer/string value
+    1367,  # illegal value
+    1406,  # data too long
+    1451,  # a child row refers to it (foreign key)
+    1452,  # no parent row (foreign key)
+    1690,  # value out of range
+    3819,  # check constraint violated (MySQL)
+    4025,  # CONSTRAINT failed (MariaDB CHECK)
+}
+
+
+def is_data_db_error(exc: BaseException) -> bool:
+    """Did the database refuse the *values* of a row (a constraint, a value too long or out of
+    range, unparsable text) rather than fail for a reason of its own (a connection, a lock)?
+    A retryable error is never a data error; Python's own refusals of a value on its way to the
+    driver (an integer too large for SQLite) are."""
+    import sqlite3
+
+    import sqlalchemy.exc as sa_exc
+
+    if is_retryable_db_error(exc):
+        return False
+    orig: BaseException | None = exc
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+    if isinstance(orig, sqlite3.IntegrityError | sqlite3.DataError | OverflowError):
+        return True
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_DATA_SQLSTATES)
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in _DATA_MYSQL_CODES
 
 
 def translate_db_error(

@@ -7,7 +7,8 @@ knows it all, so any process can expose it: ``highmark metrics`` prints it once,
 =======================================================  =========================================
 ``highmark_runs_total{job_id,status}``                   finished runs (success, failed,
                                                          cancelled), purged ones included
-``highmark_rows_total{job_id,kind}``                     rows read, written, updated, deleted
+``highmark_rows_total{job_id,kind}``                     rows read, written, updated, deleted,
+                                                         rejected (quarantined bad rows)
 ``highmark_run_duration_seconds{job_id}``                histogram of the runs in etl_job_runs
 ``highmark_running_runs{job_id}``                        live runs
 ``highmark_last_success_timestamp_seconds{job_id}``      when the last successful run finished
@@ -79,7 +80,8 @@ class HighmarkCollector(Collector):
         )
         rows = CounterMetricFamily(
             "highmark_rows",
-            "Rows read, written (inserted), updated and deleted by finished runs, purged included.",
+            "Rows read, written (inserted), updated, deleted and rejected (quarantined) by "
+            "finished runs, purged included.",
             labels=["job_id", "kind"],
         )
         durations = HistogramMetricFamily(

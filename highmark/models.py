@@ -172,6 +172,7 @@ class Counts:
     rows_written: int = 0
     rows_updated: int = 0
     rows_deleted: int = 0
+    rows_rejected: int = 0  # bad rows quarantined in etl_rejected_rows (on_bad_rows: quarantine)
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
@@ -179,6 +180,7 @@ class Counts:
             self.rows_written + other.rows_written,
             self.rows_updated + other.rows_updated,
             self.rows_deleted + other.rows_deleted,
+            self.rows_rejected + other.rows_rejected,
         )
 
     def with_read(self, rows_read: int) -> Counts:
@@ -247,6 +249,7 @@ class RunRecord:
     cancel_requested: bool | None = None
     backfill_window: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    rows_rejected: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> RunRecord:
@@ -267,6 +270,76 @@ class RunRecord:
         return {
             f: _jsonable(getattr(self, f)) for f in self.__dataclass_fields__ if f != "owner_token"
         }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a row could not be loaded: the database's (or the conversion's) one-line message, and
+    the column and constraint at fault when they are known."""
+
+    message: str
+    column: str | None = None
+    constraint: str | None = None
+
+
+@dataclass(frozen=True)
+class RefusedRow:
+    """A row the target refused, or the source could not convert, as the destination would have
+    received it (a row the source could not convert: as the source gave it)."""
+
+    row: dict[str, Any]
+    refusal: Refusal
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row the target or the source refused (a bad row), as a run reports it."""
+
+    source_table: str
+    source_record_id: Any  # the primary key's value (a list when the key has several columns)
+    source_data: dict[str, Any]  # the row as JSON, as the destination received it
+    error: str
+    column: str | None = None
+    constraint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        found = {
+            "source_record_id": self.source_record_id,
+            "source_data": self.source_data,
+            "error": self.error,
+            "column": self.column,
+            "constraint": self.constraint,
+        }
+        return {k: v for k, v in found.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A row of ``etl_rejected_rows``: a quarantined bad row."""
+
+    rejected_id: int
+    job_id: str
+    run_id: int | None
+    source_table: str
+    source_record_id: Any
+    source_data: dict[str, Any] | None
+    error_message: str
+    error_column: str | None
+    error_constraint: str | None
+    rejected_at: datetime
+    retried_at: datetime | None = None
+    retry_count: int = 0
+
+    @classmethod
+    def from_row(cls, row: Any) -> RejectedRecord:
+        m: dict[str, Any] = dict(row._mapping)
+        m["source_record_id"] = json.loads(m["source_record_id"])
+        m["retry_count"] = m.get("retry_count") or 0
+        fields: dict[str, Any] = {f: m.get(f) for f in cls.__dataclass_fields__}
+        return cls(**fields)
+
+    def to_json(self) -> dict[str, Any]:
+        return {f: _jsonable(getattr(self, f)) for f in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)

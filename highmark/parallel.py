@@ -140,10 +140,12 @@ def load_ranges(
     *,
     before_each: Callable[[], None],
     committed: Callable[[Counts], None],
+    write: Callable[[SqlDestination, Batch], Counts] | None = None,
 ) -> None:
     """Load every range not yet done, one per writer at a time. ``before_each`` runs before a
     range is started (cancellation, lease), ``committed`` after one committed (counts,
-    checkpoint); both on this thread, which alone touches the control store. When a range fails
+    checkpoint); both on this thread, which alone touches the control store. ``write`` writes a
+    range on a writer's thread (by default, straight into the target). When a range fails
     or the run is stopped, the ranges under way finish (or fail) and are recorded first."""
     free = list(writers)
     running: dict[Future[Counts], tuple[_Range, SqlDestination]] = {}
@@ -167,7 +169,7 @@ def load_ranges(
                 before_each()
                 entry = ledger.add(after, upto)
                 writer = free.pop()
-                running[pool.submit(_write, writer, batch)] = (entry, writer)
+                running[pool.submit(_write, writer, batch, write)] = (entry, writer)
             while running:
                 collect(wait(running, return_when=FIRST_COMPLETED).done)
         except BaseException:
@@ -180,7 +182,11 @@ def load_ranges(
             raise
 
 
-def _write(writer: SqlDestination, batch: Batch) -> Counts:
-    counts = writer.write_direct(batch)
+def _write(
+    writer: SqlDestination,
+    batch: Batch,
+    write: Callable[[SqlDestination, Batch], Counts] | None,
+) -> Counts:
+    counts = write(writer, batch) if write is not None else writer.write_direct(batch)
     failpoints.reach("after_target_commit")
     return counts

@@ -41,6 +41,8 @@ from highmark.store.checkpoints import CheckpointStore, Query, parse_path
 from highmark.store.store import ControlStore, JobDefinition
 
 if TYPE_CHECKING:
+    from highmark.models import RejectedRecord
+    from highmark.rejected import RetryOutcome
     from highmark.store.audit import AuditRecord
     from highmark.store.schema_changes import SchemaChangeRecord
     from highmark.store.watermarks import WatermarkChange
@@ -360,6 +362,20 @@ class Project:
         if isinstance(since, timedelta):
             since = self.store.now() - since
         return since
+
+    # ------------------------------------------------------------------ bad rows
+
+    def rejected(self, job_id: str, *, limit: int | None = None) -> list[RejectedRecord]:
+        """The job's quarantined bad rows (``on_bad_rows: quarantine``), oldest first."""
+        self.store.get_job(job_id)
+        return self.store.rejected_rows(job_id, limit=limit)
+
+    def retry_rejected(self, job_id: str) -> RetryOutcome:
+        """Load the job's quarantined rows again, the target fixed (highmark/rejected.py)."""
+        from highmark.rejected import retry_rejected
+
+        self.store.get_job(job_id)
+        return retry_rejected(self.store, self.config, job_id)
 
     # ------------------------------------------------------------------ watermarks
 

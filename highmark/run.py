@@ -15,7 +15,7 @@ import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -34,6 +34,7 @@ from highmark.models import (
     Counts,
     LoadType,
     MarkUpdate,
+    RejectedRow,
     RunRecord,
     RunStatus,
     TriggeredBy,
@@ -229,6 +230,11 @@ class JobRun:
                 self.lease = lease
                 updates = self._work()
             self.phase = "finishing"
+            if self.counts.rows_rejected:
+                self.notes.append(
+                    f"{self.counts.rows_rejected} bad row(s) quarantined in etl_rejected_rows "
+                    f"(highmark rejected {self.job.job_id})"
+                )
             backfill = self.backfill
             record = self.store.finish_success(
                 handle,
@@ -332,9 +338,10 @@ class JobRun:
         self.observer.progressed(self.counts, self.batch_number, detail)
 
     def replace_counts(self, counts: Counts) -> None:
-        self.counts = counts
+        # (Quarantined rows are counted as they are quarantined: a mover's totals keep them.)
+        self.counts = replace(counts, rows_rejected=self.counts.rows_rejected)
         if self.lease is not None:
-            self.lease.counts = counts
+            self.lease.counts = self.counts
 
     def save_checkpoint(self, data: dict[str, Any]) -> None:
         self.phase = "checkpointing"
@@ -349,6 +356,12 @@ class JobRun:
         self.cancel.check()
         if self.lease is not None:
             self.lease.check()
+
+    def reject(self, rows: list[RejectedRow]) -> None:
+        self.store.add_rejected_rows(self.handle, rows)
+        self.counts = self.counts + Counts(rows_rejected=len(rows))
+        if self.lease is not None:
+            self.lease.counts = self.counts
 
     def sleep(self, seconds: float) -> None:
         clock.sleep(seconds, self.cancel.event)
@@ -367,6 +380,8 @@ class JobRun:
 
     def _finish(self, handle: RunHandle, status: RunStatus, exc: BaseException) -> RunRecord:
         message = str(exc) if isinstance(exc, HighmarkError) else f"{type(exc).__name__}: {exc}"
+        # The run's row names its job: "job X: …" would name it twice in "X: …" lines.
+        message = message.removeprefix(f"job {self.job.job_id}: ")
         retryable = exc.retryable if isinstance(exc, HighmarkError) else False
         details: dict[str, Any] = {
             "exception_type": type(exc).__name__,

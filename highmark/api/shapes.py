@@ -30,6 +30,7 @@ def status_json(job: JobRecord, run: RunRecord | None) -> dict[str, Any]:
         "rows_written": run.rows_written if run else None,
         "rows_updated": run.rows_updated if run else None,
         "rows_deleted": run.rows_deleted if run else None,
+        "rows_rejected": (run.rows_rejected or 0) if run else None,
         "error_message": run.error_message if run else None,
     }
 

@@ -30,6 +30,7 @@ from highmark.cli import (  # noqa: F401  (they register their commands)
     marks,
     operations,
     reconcile,
+    rejected,
     runs,
     schema,
     serve,

@@ -262,6 +262,7 @@ def status(ctx: Context, as_json: bool) -> None:
             "rows_written": run.rows_written if run else None,
             "rows_updated": run.rows_updated if run else None,
             "rows_deleted": run.rows_deleted if run else None,
+            "rows_rejected": (run.rows_rejected or 0) if run else None,
             "error_message": run.error_message if run else None,
             **({"cdc_lag_bytes": lags[job.job_id].lag_bytes} if job.job_id in lags else {}),
         }
@@ -278,16 +279,20 @@ def status(ctx: Context, as_json: bool) -> None:
         "started_at",
         "finished_at",
         "rows_written",
+        *(["rows_rejected"] if any(r["rows_rejected"] for r in out) else []),
         *(["cdc lag"] if lags else []),
         "error_message",
     )
+    rejected_shown = any(r["rows_rejected"] for r in out)
     for row in out:
         lag = lags.get(row["job_id"])
         lag_cell = [] if not lags else ["" if lag is None else _lag_text(lag)]
+        rejected_cell = [f"{row['rows_rejected'] or 0:,}"] if rejected_shown else []
         table.add_row(
             row["job_id"], row["job_name"], row["load_type"], row["run_status"] or "never run",
             ts(row["started_at"]), ts(row["finished_at"]),
             "" if row["rows_written"] is None else f"{row['rows_written']:,}",
+            *rejected_cell,
             *lag_cell,
             row["error_message"] or "",
         )  # fmt: skip
@@ -343,6 +348,7 @@ def runs(
         "written",
         "updated",
         "deleted",
+        "rejected",
         "triggered_by",
         "error_message",
     )
@@ -351,6 +357,7 @@ def runs(
             str(r.run_id), r.job_id, r.run_status.value, ts(r.started_at),
             "" if r.duration_seconds is None else str(r.duration_seconds),
             f"{r.rows_read:,}", f"{r.rows_written:,}", f"{r.rows_updated:,}", f"{r.rows_deleted:,}",
+            f"{r.rows_rejected or 0:,}",
             r.triggered_by or "", r.error_message or "",
         )  # fmt: skip
     new_console().print(table)

@@ -33,11 +33,12 @@ from highmark.config.settings import (
     RetentionSettings,
     WorkerSettings,
 )
+from highmark.config.tables import OnBadRows
 from highmark.errors import ConfigError
 
 DEFAULT_CONTROL_URL = "sqlite:///.highmark/control.db"
-# Top-level keys that are defaults of every job's key of the same name.
-JOB_DEFAULTS = ("schema_changes", "mask_key")
+# Top-level keys that set a default for every job whose kind takes the key.
+JOB_DEFAULTS = ("schema_changes", "mask_key", "on_bad_rows")
 
 
 class ProjectConfig(Strict):
@@ -49,6 +50,7 @@ class ProjectConfig(Strict):
     # Defaults of every job that does not say (validated before the jobs, which take them).
     schema_changes: SchemaPolicy | None = None
     mask_key: str | None = Field(default=None, exclude=True, repr=False)
+    on_bad_rows: OnBadRows | None = None
     jobs: dict[str, JobSpec] = Field(default_factory=dict)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     alerts: list[AlertSink] = Field(default_factory=list)
@@ -95,12 +97,8 @@ class ProjectConfig(Strict):
             name = source.get("connection") if isinstance(source, Mapping) else None
             connection = connections.get(name) if isinstance(name, str) else None
             type_name = connection.type if connection is not None else kinds.SQL
-            section = {**raw, "job_id": str(job_id)}
             model = kinds.job_model(type_name)
-            for key in JOB_DEFAULTS:
-                default = info.data.get(key)
-                if default is not None and key in model.model_fields:
-                    section.setdefault(key, default)
+            section = {**_defaults(model, info.data), **raw, "job_id": str(job_id)}
             parsed[str(job_id)] = _validate(model, section, (str(job_id),))
         return parsed
 
@@ -142,6 +140,14 @@ class ProjectConfig(Strict):
 
     def control_url(self) -> URL:
         return normalize_url(self.control, self.base_dir)
+
+
+def _defaults(model: type[Any], top: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: top[key]
+        for key in JOB_DEFAULTS
+        if top.get(key) is not None and key in model.model_fields
+    }
 
 
 def _validate(model: type[Any], section: Any, path: tuple[str, ...]) -> Any:

@@ -35,10 +35,12 @@ class WorkerSettings(Strict):
 
 
 AlertEvent = Literal[
-    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag", "schema_changed"
+    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag", "schema_changed",
+    "rows_rejected",
 ]
 ALERT_EVENTS: tuple[str, ...] = (
     "failed", "consecutive_failures", "recovered", "stale", "cdc_lag", "schema_changed",
+    "rows_rejected",
 )  # fmt: skip
 
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 # What a CDC job keeps in etl_watermarks: its position in the source's log.
 CDC_MARK_COLUMN = "log_position"
 
+# What a run does with rows the target refuses for their values (highmark/bad_rows.py).
+OnBadRows = Literal["fail", "quarantine"]
+DEFAULT_ON_BAD_ROWS: OnBadRows = "fail"
 DEFAULT_BATCH_SIZE = 10_000
 MAX_PARALLELISM = 16
 
@@ -102,6 +105,9 @@ class TableJobSpec(ColumnChoice, JobSpec):
     cdc: CdcSpec | None = None
     # `highmark reconcile` on a schedule, under the worker (highmark/reconcile/).
     reconcile: ReconcileSettings | None = None
+    # Bad rows: fail the run (naming them) or quarantine them; the project file's top-level
+    # `on_bad_rows` is the default.
+    on_bad_rows: OnBadRows = DEFAULT_ON_BAD_ROWS
 
     @field_validator("load_type")
     @classmethod

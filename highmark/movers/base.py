@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from highmark.models import Backfill, Counts, MarkUpdate, WatermarkRecord
+from highmark.models import Backfill, Counts, MarkUpdate, RejectedRow, WatermarkRecord
 
 if TYPE_CHECKING:
     from highmark.schema.change import SchemaChange
@@ -92,6 +92,11 @@ class RunContext(Protocol):
 
     def check(self) -> None:
         """Raise if the run must stop (cancelled, timed out, lease lost)."""
+        ...
+
+    def reject(self, rows: list[RejectedRow]) -> None:
+        """Quarantine bad rows (``on_bad_rows: quarantine``): kept in ``etl_rejected_rows`` with
+        the run, counted in its ``rows_rejected``; the run goes on past them."""
         ...
 
     def sleep(self, seconds: float) -> None:

@@ -17,11 +17,21 @@ from datetime import datetime
 from typing import Any
 
 from highmark import clock, failpoints, parallel
+from highmark.bad_rows import BadRows
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import ProjectConfig, TableJobSpec
+from highmark.destinations.bisect import write_bisecting
 from highmark.destinations.sql import SqlDestination
 from highmark.errors import SourceError
-from highmark.models import Backfill, Counts, MarkUpdate, Watermark, WatermarkType, later_of
+from highmark.models import (
+    Backfill,
+    Counts,
+    MarkUpdate,
+    RefusedRow,
+    Watermark,
+    WatermarkType,
+    later_of,
+)
 from highmark.movers.base import RunContext
 from highmark.sources import postgres_copy
 from highmark.sources.base import Batch
@@ -289,8 +299,19 @@ class TableMover:
         soft = self.job.soft_delete
         ledger = parallel.RangeLedger(low)
 
+        refused: list[RefusedRow] = []
+
+        def write(writer: SqlDestination, batch: Batch) -> Counts:
+            # On a writer's thread: the refused rows are handed on by committed(), on this one.
+            written = write_bisecting(writer.write_direct, batch)
+            refused.extend(written.refused)
+            return written.counts
+
         def committed(counts: Counts) -> None:
             self.ctx.add(counts)
+            found = refused[:]
+            del refused[: len(found)]
+            self._bad_rows().handle(found)
             self.position = ledger.position
             self._save_checkpoint(
                 **watermark_fields("last_value", ledger.position),
@@ -312,6 +333,7 @@ class TableMover:
                 [self.dst, *extra],
                 before_each=self.ctx.check,
                 committed=committed,
+                write=write,
             )  # fmt: skip
         finally:
             for writer in extra:
@@ -336,7 +358,11 @@ class TableMover:
         column = self.src.describe().find(soft.column)
         assert column is not None
         return (
-            Batch(rows=[r for r in b.rows if r[column.name] is None], last_key=b.last_key)
+            Batch(
+                rows=[r for r in b.rows if r[column.name] is None],
+                last_key=b.last_key,
+                refused=b.refused,
+            )
             for b in batches
         )
 
@@ -369,9 +395,20 @@ class TableMover:
         self.ctx.check()
         self.ctx.set_phase("writing")
         self.ctx.set_record_hint(self._record_range(batch))
-        counts = self.dst.write_direct(batch) if direct else self.dst.merge_batch(batch)
+        write = self.dst.write_direct if direct else self.dst.merge_batch
+        written = write_bisecting(write, batch, check=self.ctx.check)
         failpoints.reach("after_target_commit")
-        self.ctx.add(counts)
+        self.ctx.add(written.counts + Counts(rows_read=len(batch.refused)))
+        self._bad_rows().handle([*batch.refused, *written.refused])
+
+    def _bad_rows(self) -> BadRows:
+        return BadRows(
+            self.ctx,
+            policy=self.job.on_bad_rows,
+            source_table=self.job.source.table,
+            target_table=self.job.target.table,
+            primary_key=self.job.primary_key,
+        )
 
     def _save_checkpoint(self, **fields: Any) -> None:
         data = {
@@ -443,14 +480,18 @@ class TableMover:
         for batch in batches:
             self.ctx.check()
             self.ctx.set_record_hint(self._record_range(batch))
-            staged = self.dst.stage_batch(batch)
+            written = write_bisecting(self._stage, batch, check=self.ctx.check)
             failpoints.reach("after_target_commit")
-            self.ctx.add(Counts(rows_read=staged))
+            self.ctx.add(Counts(rows_read=written.counts.rows_read + len(batch.refused)))
+            self._bad_rows().handle([*batch.refused, *written.refused])
             self.max_key = later_of(self.max_key, batch.max_key_within)
             self._save_checkpoint(
                 last_pk=[encode_value(v) for v in batch.last_pk or ()],
                 **watermark_fields("max_key", self.max_key),
             )
+
+    def _stage(self, batch: Batch) -> Counts:
+        return Counts(rows_read=self.dst.stage_batch(batch))
 
     # ------------------------------------------------------------------ helpers
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from highmark.models import Watermark
+from highmark.models import RefusedRow, Watermark
 from highmark.sqlschema import TableSchema
 
 
@@ -22,6 +22,10 @@ class CopyRange(Protocol):
         self, select_list: list[str], *, binary: bool
     ) -> AbstractContextManager[Iterator[bytes]]:
         """COPY the range out, each column as the given SQL expression, in chunks of bytes."""
+        ...
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The range's rows as a row batch has them (a refused range is bisected row by row)."""
         ...
 
 
@@ -40,6 +44,8 @@ class Batch:
     last_pk: tuple[Any, ...] | None = None
     max_key_within: Watermark | None = None
     copy: CopyRange | None = None
+    # Rows read but not convertible (bad rows, highmark/sources/conversion.py), left out of rows.
+    refused: list[RefusedRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

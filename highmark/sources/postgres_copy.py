@@ -58,6 +58,15 @@ class PostgresCopyRange:
                 yield _chunks(raw)
             conn.rollback()
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The range's rows, read and converted as a row batch's (to bisect a refused range)."""
+        from sqlalchemy.sql.util import find_tables
+
+        table = find_tables(self.where, check_columns=True)[0]
+        with self.source._errors("cannot read"), self.source.engine.connect() as conn:
+            raw_rows = conn.execute(select(table).where(self.where)).all()
+        return self.source._batch(raw_rows, lambda _row: None, by_pk=False).rows
+
 
 def _chunks(raw: Any) -> Iterator[bytes]:
     """The COPY OUT data under way on ``raw`` (a psycopg connection), in large writes.

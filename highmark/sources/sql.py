@@ -25,6 +25,7 @@ from highmark.errors import SourceError, translate_db_error
 from highmark.models import Watermark, WatermarkType
 from highmark.schema import selection
 from highmark.sources.base import Anomalies, Batch, Bound
+from highmark.sources.conversion import CONVERSION_ERRORS, convert_row
 from highmark.sources.sqlite_text import SqliteTextTimestamps
 from highmark.sqlschema import TableSchema, reflect
 from highmark.sqltypes import ColumnInfo, Converter, Family, TimestampKind, read_converter
@@ -358,7 +359,7 @@ class SqlSource:
             last = [tail[i] for i in positions]
             if compare_first is not None:
                 # The first key is compared as a canonical value (SQLite text timestamps).
-                last[0] = batch.rows[-1][order[0].name]
+                last[0] = convert_row(self._converters(), tail).row[order[0].name]
             yield batch
             if len(raw_rows) < batch_size:
                 return
@@ -369,7 +370,8 @@ class SqlSource:
         last: list[Any],
         compare_first: Callable[[Any, str, Any], ColumnElement[bool]] | None,
     ) -> ColumnElement[bool]:
-        if compare_first is None:
+        if compare_first is None or isinstance(last[0], str):
+            # (A text the column could not read as a timestamp compares as the text it is.)
             return keyset_after(order, last)
         first, rest = order[0], order[1:]
         return or_(
@@ -385,21 +387,35 @@ class SqlSource:
         by_pk: bool,
     ) -> Batch:
         converters = self._converters()
-        rows = [
-            {
-                name: (convert(value) if convert is not None and value is not None else value)
-                for (name, convert), value in zip(converters, raw, strict=True)
-            }
-            for raw in raw_rows
-        ]
+        try:
+            rows = [
+                {
+                    name: (convert(value) if convert is not None and value is not None else value)
+                    for (name, convert), value in zip(converters, raw, strict=True)
+                }
+                for raw in raw_rows
+            ]
+            every, refused = rows, []
+        except CONVERSION_ERRORS:
+            # Some value cannot be read: convert row by row, naming the rows at fault.
+            converted = [convert_row(converters, raw) for raw in raw_rows]
+            every = [c.row for c in converted]  # key order, bad rows included (for the keys)
+            rows = [c.row for c in converted if c.refused is None]
+            refused = [c.refused for c in converted if c.refused is not None]
+            key_of = _tolerant(key_of)
         if not by_pk:
             # Rows come in key order: the last row with a key holds the greatest.
-            last_key = next((k for k in map(key_of, reversed(rows)) if k is not None), None)
-            return Batch(rows=rows, last_key=last_key)
-        keys = [k for k in (key_of(r) for r in rows) if k is not None]
+            last_key = next((k for k in map(key_of, reversed(every)) if k is not None), None)
+            return Batch(rows=rows, last_key=last_key, refused=refused)
+        keys = [k for k in (key_of(r) for r in every) if k is not None]
         pk_columns = [self._column(n).name for n in self.job.primary_key]
-        last_pk = tuple(rows[-1][c] for c in pk_columns)
-        return Batch(rows=rows, last_pk=last_pk, max_key_within=max(keys) if keys else None)
+        last_pk = tuple(every[-1][c] for c in pk_columns)
+        return Batch(
+            rows=rows,
+            last_pk=last_pk,
+            max_key_within=max(keys) if keys else None,
+            refused=refused,
+        )
 
     def _converters(self) -> list[tuple[str, Converter | None]]:
         columns = self.describe().columns
@@ -451,6 +467,20 @@ class SqlSource:
 
     def close(self) -> None:
         """Sources hold no connection between reads."""
+
+
+def _tolerant(
+    key_of: Callable[[dict[str, Any]], Watermark | None],
+) -> Callable[[dict[str, Any]], Watermark | None]:
+    """``key_of`` that gives None for a row whose key itself could not be read."""
+
+    def key(row: dict[str, Any]) -> Watermark | None:
+        try:
+            return key_of(row)
+        except SourceError:
+            return None
+
+    return key
 
 
 def _raw(value: Any) -> Any:

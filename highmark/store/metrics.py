@@ -19,7 +19,7 @@ from highmark.models import RunStatus
 from highmark.store.store import ControlStore
 from highmark.store.tables import etl_job_runs, etl_jobs, etl_run_summaries, etl_watermarks
 
-ROW_KINDS = ("read", "written", "updated", "deleted")
+ROW_KINDS = ("read", "written", "updated", "deleted", "rejected")
 # Purged runs are counted in etl_run_summaries by status under these columns.
 _SUMMARY_STATUS = {
     RunStatus.SUCCESS.value: "successes",

@@ -25,6 +25,7 @@ from highmark.store.tables import (
     etl_alerts,
     etl_job_runs,
     etl_job_slots,
+    etl_rejected_rows,
     etl_run_summaries,
 )
 
@@ -38,7 +39,7 @@ FINISHED_SLOTS = (
 )
 # Keys per DELETE statement: well below every database's limit on bound parameters.
 DELETE_CHUNK = 400
-_COUNTS = ("rows_read", "rows_written", "rows_updated", "rows_deleted")
+_COUNTS = ("rows_read", "rows_written", "rows_updated", "rows_deleted", "rows_rejected")
 _SUMS = ("runs", "successes", "failures", "cancelled", *_COUNTS, "duration_seconds_total")
 
 
@@ -133,6 +134,11 @@ class RetentionStore:
             for (job_id, day), sums in sorted(summaries.items()):
                 connection.execute(self._add_summary(job_id, day, sums))
             self._delete(connection, r, [r.c.run_id], [(row.run_id,) for row in rows])
+            # The bad rows a run quarantined are its detail: they go with it.
+            quarantine = etl_rejected_rows
+            self._delete(
+                connection, quarantine, [quarantine.c.run_id], [(row.run_id,) for row in rows]
+            )
             failpoints.reach("in_purge_batch")
         stamps = [row.started_at for row in rows]
         return Batch(Span(len(rows), min(stamps), max(stamps)), len(summaries))

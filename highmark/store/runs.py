@@ -460,6 +460,7 @@ def _count_columns(counts: Counts) -> dict[str, int]:
         "rows_written": counts.rows_written,
         "rows_updated": counts.rows_updated,
         "rows_deleted": counts.rows_deleted,
+        "rows_rejected": counts.rows_rejected,
     }
 
 

@@ -6,6 +6,7 @@ All control-table SQL lives in this package, one module per noun, assembled here
     runs.py        the run log: a run's row from its claim to its end (RunHandle), reading runs
     reports.py     runs of many jobs at once (recent runs, last successes)
     watermarks.py  the marks and their history
+    rejected.py    the bad-row quarantine (etl_rejected_rows)
     store.py       opening and migrating the store, the jobs, checkpoints, maintenance
 
 Every write that touches a live run is a compare-and-set on the run's state and its owner's
@@ -30,8 +31,9 @@ from highmark.db import get_engine
 from highmark.errors import JobNotFoundError, StoreError
 from highmark.models import JobRecord
 from highmark.scheduler import next_fire
+from highmark.store.rejected import RejectedRows
 from highmark.store.reports import RunReports
-from highmark.store.runs import MAX_ERROR_MESSAGE_LENGTH, RunHandle, RunLog, checkpoint_column
+from highmark.store.runs import MAX_ERROR_MESSAGE_LENGTH, RunHandle, checkpoint_column
 from highmark.store.tables import HEAD_REVISION, VERSION_TABLE, etl_jobs, etl_maintenance
 from highmark.store.watermarks import Watermarks
 
@@ -56,7 +58,7 @@ class JobDefinition:
     schedule_timezone: str | None = None
 
 
-class ControlStore(RunLog, RunReports, Watermarks):
+class ControlStore(RejectedRows, RunReports, Watermarks):
     """The control tables of one database (SQLite, PostgreSQL or MySQL/MariaDB)."""
 
     # ------------------------------------------------------------------ opening and schema

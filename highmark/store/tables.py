@@ -38,7 +38,7 @@ from highmark.clock import ensure_utc
 VERSION_TABLE = "highmark_alembic_version"
 # The newest migration under migrations/versions (a test checks they agree): a store at this
 # revision needs no migration, which is known without importing Alembic.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -178,6 +178,8 @@ etl_job_runs = Table(
     # extra (API): the Idempotency-Key of the request that started the run; unique, so a retried
     # request finds its run instead of starting another
     Column("idempotency_key", String(255)),
+    # extra (bad rows): rows the run quarantined in etl_rejected_rows (on_bad_rows: quarantine)
+    Column("rows_rejected", BigInteger, server_default="0", default=0),
     # One run per slot and attempt, whatever the timing (NULLs, i.e. manual runs, never collide).
     UniqueConstraint("job_id", "scheduled_for", "attempt", name="uq_etl_runs_slot_attempt"),
 )
@@ -268,6 +270,8 @@ etl_run_summaries = Table(
     Column("rows_deleted", BigInteger, nullable=False, server_default="0", default=0),
     Column("duration_seconds_total", BigInteger, nullable=False, server_default="0", default=0),
     Column("duration_seconds_max", Integer, nullable=False, server_default="0", default=0),
+    # extra (bad rows): the rows the day's purged runs quarantined
+    Column("rows_rejected", BigInteger, nullable=False, server_default="0", default=0),
     PrimaryKeyConstraint("job_id", "day"),
 )
 
@@ -352,4 +356,34 @@ etl_schema_changes = Table(
     Column("new_type", String(255)),
     Column("applied_at", UTCDateTime, nullable=False),
     Index("idx_etl_schema_changes_job", "job_id", "change_id"),
+)
+
+# extra (bad rows): rows a run quarantined (`on_bad_rows: quarantine`) because the target refused
+# their values or the source could not convert them; `highmark rejected retry` loads them again
+# and removes those that went in. `record_key` (a hash of the source table and record id) finds a
+# row's earlier entry, which a new rejection replaces. Purged with their run's detail.
+etl_rejected_rows = Table(
+    "etl_rejected_rows",
+    metadata,
+    Column(
+        "rejected_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("job_id", String(100), nullable=False),
+    Column("run_id", BigInteger),
+    Column("source_table", String(255), nullable=False),
+    Column("source_record_id", Text, nullable=False),  # JSON: the primary key's value(s)
+    Column("record_key", String(64), nullable=False),
+    Column("source_data", JSONDetails),
+    Column("error_message", Text, nullable=False),
+    Column("error_column", String(255)),
+    Column("error_constraint", String(255)),
+    Column("rejected_at", UTCDateTime, nullable=False),
+    Column("retried_at", UTCDateTime),
+    Column("retry_count", Integer, nullable=False, server_default="0", default=0),
+    Index("idx_etl_rejected_job", "job_id", "rejected_id"),
+    Index("idx_etl_rejected_key", "job_id", "record_key"),
+    Index("idx_etl_rejected_run", "run_id"),
 )

@@ -343,7 +343,8 @@ def test_watermark_show_set_reset(project: SqliteProject) -> None:
 
 
 def test_checkpoint_show_and_reset(project: SqliteProject) -> None:
-    # The target refuses order 7: the run fails in its third batch, after two committed batches.
+    # The target refuses order 7: the run fails in its third batch (whose other rows are written:
+    # bad rows), after two committed and checkpointed batches.
     with project.warehouse.begin() as conn:
         conn.execute(
             text(
@@ -357,7 +358,8 @@ def test_checkpoint_show_and_reset(project: SqliteProject) -> None:
     assert project.hm("checkpoint", "show", "orders_sync").out == "null\n"
 
     failed = project.hm("run", "orders_sync", "--json", code=1).json()
-    assert failed["run_status"] == "failed" and failed["rows_read"] == 6, failed
+    assert failed["run_status"] == "failed" and failed["rows_read"] == 9, failed
+    assert failed["error_details"]["source_record_id"] == 7
     shown = project.hm("checkpoint", "show", "orders_sync")
     data = shown.json()
     assert shown.out == json.dumps(data, indent=2, sort_keys=True) + "\n"  # pretty, stable

@@ -236,7 +236,9 @@ def test_missing_source_column_names_job_and_key(
 
         _assert_recorded_failure(run, retryable=False)
         message = run.error_message or ""
-        assert f"job {job}" in message
+        # The run's row names the job; its message does not name it again ("X: job X: …").
+        assert run.job_id == job
+        assert job not in message
         assert key in message
         assert repr(column) in message
     assert not inspect(engine).has_table("orders_copy")

@@ -166,7 +166,9 @@ def test_counters_include_purged_runs(db_url: str, tmp_path: Path) -> None:
 
     after = parse(render(store, project.config).decode())
     counters = {k for k in before if k[0] in ("highmark_runs_total", "highmark_rows_total")}
-    assert len(counters) == 2 * 3 + 2 * 4
+    assert (
+        len(counters) == 2 * 3 + 2 * 5
+    )  # statuses; rows read, written, updated, deleted, rejected
     assert {k: after[k] for k in counters} == {k: before[k] for k in counters}
     for status in ("success", "failed", "cancelled"):
         expected = sum(r["run_status"] == status for r in old + recent if r["job_id"] == "a")
