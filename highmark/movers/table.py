@@ -19,6 +19,7 @@ from typing import Any
 from highmark import clock, failpoints, parallel
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import ProjectConfig, TableJobSpec
+from highmark.destinations.ranges import rows_if_refused
 from highmark.destinations.sql import SqlDestination
 from highmark.errors import SourceError
 from highmark.models import Backfill, Counts, MarkUpdate, Watermark, WatermarkType, later_of
@@ -86,7 +87,7 @@ class TableMover:
         schema = self.src.describe()
         source_zone = self.config.database(self.job.source.connection).timezone
         self.dst.prepare(schema, source_zone)
-        self.bulk = self.dst.takes_copy_from(schema.dialect)
+        self.bulk = self.dst.takes_ranges_from(self.src)
 
     def _previous_checkpoint(self) -> RunCheckpoint | None:
         data = self.ctx.previous_checkpoint
@@ -257,7 +258,7 @@ class TableMover:
         resuming_parallel = previous is not None and previous.parallel
         if not resuming_parallel and (wanted == 1 or not direct or previous is not None):
             return 0
-        reason = parallel.unsupported(self.job, self.bulk)
+        reason = parallel.unsupported(self.job, self.bulk and self.dst.loads_ranges_in_parallel)
         if reason is not None:
             # A parallel checkpoint resumes serially just as well: everything past its
             # prefix is cleared and loaded again.
@@ -367,7 +368,7 @@ class TableMover:
         self.ctx.check()
         self.ctx.set_phase("writing")
         self.ctx.set_record_hint(self._record_range(batch))
-        counts = self.dst.write_direct(batch) if direct else self.dst.merge_batch(batch)
+        counts = rows_if_refused(self.dst.write_direct if direct else self.dst.merge_batch, batch)
         failpoints.reach("after_target_commit")
         self.ctx.add(counts)
 
@@ -441,7 +442,7 @@ class TableMover:
         for batch in batches:
             self.ctx.check()
             self.ctx.set_record_hint(self._record_range(batch))
-            staged = self.dst.stage_batch(batch)
+            staged = rows_if_refused(self.dst.stage_batch, batch)
             failpoints.reach("after_target_commit")
             self.ctx.add(Counts(rows_read=staged))
             self.max_key = later_of(self.max_key, batch.max_key_within)

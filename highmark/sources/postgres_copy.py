@@ -1,4 +1,5 @@
-"""The bulk read path of PostgreSQL sources: key ranges streamed out with COPY.
+"""The bulk read path: key ranges streamed out of PostgreSQL with COPY (and, from any source,
+the key ranges that a destination's fast path pulls itself: highmark/destinations/ranges.py).
 
 Rows never become Python objects. The window is cut into ranges of about ``batch_size`` rows by
 probing the key at each boundary (an index-only scan of one batch), and each range is handed to
@@ -36,27 +37,40 @@ COPY_MIN_CHUNK_BYTES = 1 << 16
 class PostgresCopyRange:
     source: SqlSource
     where: ColumnElement[bool]
+    table: Any = None  # the table construct ``where`` is written over (rows() selects from it)
 
     @property
     def source_columns(self) -> list[str]:
         return [c.name for c in self.source.describe().columns]
 
     @contextmanager
-    def stream(self, select_list: list[str], *, binary: bool) -> Iterator[Iterator[bytes]]:
-        """``COPY (SELECT <select_list> FROM source WHERE <range>) TO STDOUT``, in chunks."""
+    def stream(
+        self, select_list: list[str], *, binary: bool, options: str = ""
+    ) -> Iterator[Iterator[bytes]]:
+        """``COPY (SELECT <select_list> FROM source WHERE <range>) TO STDOUT``, in chunks; in
+        binary, or with the given COPY ``options`` (``FORMAT csv, …``)."""
         engine = self.source.engine
         where = self.where.compile(dialect=engine.dialect)
         preparer = engine.dialect.identifier_preparer
         name = ".".join(preparer.quote(p) for p in self.source.describe().qualified_name.split("."))
         statement = (
             f"COPY (SELECT {', '.join(select_list)} FROM {name} WHERE {where}) TO STDOUT"
-            + (" (FORMAT binary)" if binary else "")
+            + (" (FORMAT binary)" if binary else f" ({options})" if options else "")
         )
         with self.source._errors("cannot copy out of"), engine.connect() as conn:
             raw: Any = conn.connection.dbapi_connection
             with raw.cursor() as cursor, cursor.copy(statement, where.params):
                 yield _chunks(raw)
             conn.rollback()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The range's rows as canonical values, in primary-key order (the row path)."""
+        source = self.source
+        table = self.table if self.table is not None else source.describe().clause()
+        pk = [table.c[_name(source, c)] for c in source.job.primary_key]
+        with source._errors("cannot read"), source.engine.connect() as conn:
+            raw = conn.execute(select(table).where(self.where).order_by(*pk)).all()
+        return source._batch(raw, lambda _row: None, by_pk=False).rows
 
 
 def _chunks(raw: Any) -> Iterator[bytes]:
@@ -201,7 +215,7 @@ def _ranges(
             last_key=found.last_key,
             last_pk=found.last_pk,
             max_key_within=found.max_key_within,
-            copy=PostgresCopyRange(source, range_where),
+            copy=PostgresCopyRange(source, range_where, table),
         )
         if last:
             return

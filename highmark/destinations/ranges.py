@@ -1,0 +1,96 @@
+"""Fast paths that take a whole key range of source rows without making Python objects of them.
+
+PostgreSQL → PostgreSQL has COPY (highmark/destinations/postgres_copy.py). The others, each in
+its own module and chosen here by what the two ends can do:
+
+- SQLite → SQLite, both files on this machine: inside the SQLite engine (``sqlite_attach``);
+- PostgreSQL → MySQL/MariaDB: ``COPY … TO STDOUT`` streamed into ``LOAD DATA LOCAL INFILE``
+  (``mariadb_load``).
+
+A pair with no fast path, or a job whose rows must pass through Python, keeps the row path. A fast
+path that cannot take a batch as it is raises :class:`RangeRefused` before anything of it is
+committed; :func:`rows_if_refused` then writes that batch again as rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from sqlalchemy import Connection
+
+from highmark.sources.base import Batch, CopyRange, RangeRefused
+from highmark.sqlschema import TableSchema
+from highmark.sqltypes import Converter
+
+if TYPE_CHECKING:
+    from highmark.config import ResolvedConnection, TableJobSpec
+    from highmark.sources.sql import SqlSource
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """How the rows of the prepared source map onto the prepared target."""
+
+    source: TableSchema
+    source_zone: str
+    mapping: list[tuple[str, str]]  # (source column, target column)
+    target: TableSchema
+    target_zone: str
+    writers: list[Converter | None]  # the row path's converters, in mapping order
+    quote: Callable[[str], str]
+
+
+class RangeLoader(Protocol):
+    parallel: bool  # can ranges load at once on connections of their own?
+
+    def load(
+        self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
+    ) -> int:
+        """Put the range's rows into ``quoted_table`` inside ``conn``'s open transaction; return
+        how many. Raise RangeRefused when a value would not go in as the row path writes it."""
+        ...
+
+
+def range_loader(
+    conn: Connection,
+    target: ResolvedConnection,
+    source: SqlSource,
+    job: TableJobSpec,
+    plan: TargetPlan,
+) -> RangeLoader | None:
+    """The fast path from ``source`` into the target on ``conn``, or None (the row path)."""
+    source_dialect, target_dialect = plan.source.dialect, conn.dialect.name
+    if source_dialect == "sqlite" and target_dialect == "sqlite":
+        from highmark.destinations import sqlite_attach
+
+        reason = sqlite_attach.unavailable(
+            source.connection.url, target.url, plan.source, job.target.schema_name
+        )
+        if reason is None:
+            return sqlite_attach.SqliteRanges.open(conn, source.connection.url, target.url, plan)
+        log.info("job %s: rows go through Python: %s", job.job_id, reason)
+    if source_dialect == "postgresql" and target_dialect == "mysql":
+        from highmark.destinations import mariadb_load
+
+        reason = mariadb_load.unavailable(conn, plan)
+        if reason is None:
+            return mariadb_load.CopyIntoLoadData(plan)
+        log.info("job %s: rows go through Python: %s", job.job_id, reason)
+    return None
+
+
+def rows_if_refused(write: Callable[[Batch], T], batch: Batch) -> T:
+    """``write(batch)``; a range that the fast path refused is written again as rows."""
+    try:
+        return write(batch)
+    except RangeRefused as refused:
+        if batch.copy is None:
+            raise
+        log.warning("a batch goes through Python: %s", refused)
+        return write(replace(batch, rows=batch.copy.rows(), copy=None))

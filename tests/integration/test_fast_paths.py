@@ -1,0 +1,342 @@
+"""The fast paths of highmark/destinations/ranges.py write exactly what the row path writes.
+
+Each test loads one source twice — through the fast path, and through the row path (the fast
+path turned off) — into two targets, first load and then a delta (updates, inserts, soft
+deletes), and compares the targets value for value: SQLite → SQLite inside the engine (ATTACH,
+two files, and time zones that differ), PostgreSQL → MariaDB through LOAD DATA LOCAL (every
+kind of text, NULLs, time zones, decimals, booleans, JSON). A value the target refuses on the
+fast path sends its batch down the row path, which names it; and a target server can never ask
+highmark for a local file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from highmark import Project
+from highmark import db as highmark_db
+from highmark.config.common import parse_url
+from highmark.destinations import mariadb_load, ranges, sqlite_attach
+from highmark.models import RunStatus
+from tests.helpers import create_orders, seed_orders
+
+BATCH = 7
+
+
+def _job(source: str, target: str, table: str, **options: Any) -> dict[str, Any]:
+    return {
+        "load_type": "incremental",
+        "source": {"connection": source, "table": "things"},
+        "target": {"connection": target, "table": table},
+        "primary_key": ["id"],
+        "watermark": {"column": "updated_at", "type": "timestamp", "tiebreaker": "id"},
+        "soft_delete": {"column": "deleted_at", "mode": "mark"},
+        "batch_size": BATCH,
+        **options,
+    }
+
+
+class Spy:
+    """Counts the batches a fast path loaded; ``off`` turns the fast paths off (the row path)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, loader: type[Any]) -> None:
+        self.loaded = 0
+        self.monkeypatch = monkeypatch
+        original = loader.load
+
+        def load(this: Any, *args: Any) -> int:
+            self.loaded += 1
+            return int(original(this, *args))
+
+        monkeypatch.setattr(loader, "load", load)
+
+    def off(self) -> None:
+        self.monkeypatch.setattr(ranges, "range_loader", lambda *args: None)
+
+    def on(self) -> None:
+        self.monkeypatch.undo()
+
+
+def _run_both(project: Project, spy: Spy, fast_job: str, row_job: str) -> None:
+    before = spy.loaded
+    fast = project.run(fast_job)
+    assert fast.run_status is RunStatus.SUCCESS, fast.error_message
+    assert spy.loaded > before, "the fast path was not used"
+    original = ranges.range_loader
+    ranges.range_loader = lambda *args: None  # type: ignore[assignment]
+    try:
+        rows = project.run(row_job)
+    finally:
+        ranges.range_loader = original
+    assert rows.run_status is RunStatus.SUCCESS, rows.error_message
+    assert (fast.rows_read, fast.rows_written, fast.rows_updated, fast.rows_deleted) == (
+        rows.rows_read,
+        rows.rows_written,
+        rows.rows_updated,
+        rows.rows_deleted,
+    )
+
+
+# ---------------------------------------------------------------------------- SQLite → SQLite
+
+SQLITE_THINGS = (
+    "CREATE TABLE things (id INTEGER PRIMARY KEY, n BIGINT, price NUMERIC(12,2), ratio REAL, "
+    "label TEXT, flag BOOLEAN, born DATE, payload JSON, data BLOB, seen_at TIMESTAMP, "
+    "updated_at TIMESTAMP, deleted_at TIMESTAMP)"
+)
+# Timestamps as applications write them in SQLite: the row path's form and others.
+SEEN = [
+    "2024-03-01 10:00:00.000000",
+    "2024-03-01T10:00:00Z",
+    "2024-03-01 10:00:00",
+    "2024-03-01 12:00:00.5+02:00",
+    None,
+    1709287200,
+    "2024-03-01 10:00:00.123",
+]
+LABELS = ["plain", "quote ' and \" comma, tab\tnewline\nend", "", "NULL", "ünïcødé ✓", None, 42]
+
+
+def _sqlite_row(i: int, updated: str) -> tuple[Any, ...]:
+    return (
+        i,
+        None if i % 5 == 0 else i * 1000,
+        None if i % 6 == 0 else f"{i}.{i % 100:02d}",
+        i / 7,
+        LABELS[i % len(LABELS)],
+        i % 2 if i % 9 else None,
+        f"2024-02-{1 + i % 28:02d}" if i % 4 else None,
+        json.dumps({"k": i, "list": [1, 2]}) if i % 3 else None,
+        bytes([i % 256, 0, 255]) if i % 8 else None,
+        SEEN[i % len(SEEN)],
+        updated,
+        None,
+    )
+
+
+def _seed_sqlite(path: Path, rows: int) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(SQLITE_THINGS)
+    conn.executemany(
+        "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [_sqlite_row(i, f"2024-01-01 00:00:{i // 3:02d}.000000") for i in range(1, rows + 1)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def _sqlite_delta(path: Path, rows: int) -> None:
+    conn = sqlite3.connect(path)
+    later = "2024-01-02 00:00:00.000000"
+    conn.execute(
+        "UPDATE things SET label = 'changed', price = 1.5, updated_at = ? WHERE id % 4 = 1",
+        (later,),
+    )
+    conn.execute(
+        "UPDATE things SET deleted_at = ?, updated_at = ? WHERE id % 10 = 2", (later, later)
+    )
+    conn.executemany(
+        "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [_sqlite_row(i, later) for i in range(rows + 1, rows + 9)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def _sqlite_content(path: Path, table: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+        return conn.execute(f"SELECT {typed} FROM {table} ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("source_zone", ["UTC", "Europe/Paris"])
+def test_sqlite_to_sqlite_inside_the_engine_writes_what_the_row_path_writes(
+    source_zone: str,
+    tmp_path: Path,
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    _seed_sqlite(source, 40)
+    spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
+    path = write_project(
+        connections={
+            "src": {"url": f"sqlite:///{source}", "timezone": source_zone},
+            "dst": f"sqlite:///{target}",
+        },
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+
+    _run_both(project, spy, "fast", "rows")
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+    assert len(_sqlite_content(target, "fast")) == 40
+
+    _sqlite_delta(source, 40)
+    _run_both(project, spy, "fast", "rows")
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+    deleted = [r for r in _sqlite_content(target, "fast") if r[-2] is not None]
+    assert len(deleted) == 4  # ids 2, 12, 22, 32: marked deleted
+
+
+def test_sqlite_in_one_file_moves_rows_inside_the_engine(
+    tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data.db"
+    _seed_sqlite(data, 30)
+    spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
+    url = f"sqlite:///{data}"
+    path = write_project(
+        connections={"db": url},
+        jobs={"fast": _job("db", "db", "fast"), "rows": _job("db", "db", "by_rows")},
+    )
+    project = Project.load(path)
+    _run_both(project, spy, "fast", "rows")
+    assert _sqlite_content(data, "fast") == _sqlite_content(data, "by_rows")
+
+
+# ---------------------------------------------------------------------------- PostgreSQL → MariaDB
+
+PG_THINGS = (
+    "CREATE TABLE things (id bigint PRIMARY KEY, n bigint, price numeric(12,2), ratio "
+    "double precision, label text, flag boolean, born date, at_time time, payload jsonb, "
+    "ref uuid, local_ts timestamp, seen_at timestamptz, updated_at timestamptz, "
+    "deleted_at timestamptz)"
+)
+PG_LABELS = [
+    "plain",
+    "quote \" and ' comma, semicolon; tab\tnewline\nreturn\rend",
+    "",
+    "NULL",
+    "back\\slash \\N \\t",
+    "form\ffeed vertical\x0btab",
+    "ünïcødé ✓ 𝄞",
+    None,
+]
+
+
+def _pg_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i,
+            "n": None if i % 5 == 0 else -i * 10**12,
+            "price": None if i % 6 == 0 else f"{i}.{i % 100:02d}",
+            "ratio": i / 7,
+            "label": PG_LABELS[i % len(PG_LABELS)],
+            "flag": None if i % 9 == 0 else bool(i % 2),
+            "born": None if i % 4 == 0 else f"2024-02-{1 + i % 28:02d}",
+            "at_time": f"{i % 24:02d}:30:15.25",
+            "payload": None if i % 3 == 0 else json.dumps({"k": i, "s": 'a,b"c'}),
+            "ref": f"00000000-0000-0000-0000-{i:012d}",
+            "local_ts": f"2024-03-10 0{i % 4}:30:00.5",
+            "seen_at": None if i % 7 == 0 else f"2024-03-31 0{i % 4}:30:00.123456+02",
+            "updated": updated,
+        }
+        for i in range(first, last + 1)
+    ]
+
+
+PG_INSERT = text(
+    "INSERT INTO things VALUES (:id, :n, CAST(:price AS numeric), :ratio, :label, :flag, "
+    "CAST(:born AS date), CAST(:at_time AS time), CAST(:payload AS jsonb), CAST(:ref AS uuid), "
+    "CAST(:local_ts AS timestamp), CAST(:seen_at AS timestamptz), "
+    "CAST(:updated AS timestamptz), NULL)"
+)
+
+
+def _maria_content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+
+
+def test_postgresql_to_mariadb_through_load_data_writes_what_the_row_path_writes(
+    pg_url: str,
+    mysql_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = engine_for(pg_url)
+    with source.begin() as conn:
+        conn.execute(text(PG_THINGS))
+        conn.execute(PG_INSERT, _pg_rows(1, 40, "2024-01-01 00:00:00+00"))
+    spy = Spy(monkeypatch, mariadb_load.CopyIntoLoadData)
+    path = write_project(
+        connections={
+            "src": {"url": pg_url, "timezone": "America/New_York"},
+            "dst": {"url": mysql_url, "timezone": "Asia/Kolkata"},
+        },
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(mysql_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_maria_content(target, "fast")) == 40
+    assert _maria_content(target, "fast") == _maria_content(target, "by_rows")
+
+    with source.begin() as conn:
+        later = "2024-01-02 00:00:00+00"
+        conn.execute(
+            text(
+                "UPDATE things SET label = 'a,\"b\"', price = 1.5, updated_at = :t WHERE id % 4 = 1"
+            ),
+            {"t": later},
+        )
+        conn.execute(
+            text("UPDATE things SET deleted_at = :t, updated_at = :t WHERE id % 10 = 2"),
+            {"t": later},
+        )
+        conn.execute(PG_INSERT, _pg_rows(41, 48, later))
+    _run_both(project, spy, "fast", "rows")
+    assert _maria_content(target, "fast") == _maria_content(target, "by_rows")
+    assert len(_maria_content(target, "fast")) == 48
+
+
+def test_a_value_the_target_refuses_sends_its_batch_down_the_row_path(
+    pg_url: str,
+    mysql_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    seed_orders(engine_for(pg_url), 20, per_timestamp=1)
+    target = engine_for(mysql_url)
+    create_orders(target)
+    with target.begin() as conn:
+        conn.execute(text("ALTER TABLE orders ADD CONSTRAINT no_13 CHECK (id <> 13)"))
+    job = {
+        **_job("src", "dst", "orders", batch_size=5),
+        "source": {"connection": "src", "table": "orders"},
+    }
+    path = write_project(connections={"src": pg_url, "dst": mysql_url}, jobs={"sync": job})
+
+    # LOAD DATA LOCAL would skip id 13 with a warning: the batch is written again as rows,
+    # where the check fails the run and is named.
+    failed = Project.load(path).run("sync")
+
+    assert failed.run_status is RunStatus.FAILED
+    assert "no_13" in (failed.error_message or "")
+    with target.connect() as conn:
+        ids = [r[0] for r in conn.execute(text("SELECT id FROM orders ORDER BY id"))]
+    assert ids == list(range(1, 11))  # the batches before it, and nothing of its own
+
+
+def test_a_target_server_cannot_ask_for_a_local_file(mysql_url: str) -> None:
+    engine = highmark_db.get_engine(parse_url(mysql_url), "target")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE lines (line TEXT)"))
+        with pytest.raises(OperationalError, match="highmark sends none"):
+            conn.execute(text("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE lines"))
