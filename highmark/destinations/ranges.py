@@ -5,7 +5,10 @@ its own module and chosen here by what the two ends can do:
 
 - SQLite → SQLite, both files on this machine: inside the SQLite engine (``sqlite_attach``);
 - PostgreSQL → MySQL/MariaDB: ``COPY … TO STDOUT`` streamed into ``LOAD DATA LOCAL INFILE``
-  (``mariadb_load``).
+  (``mariadb_load``);
+- MySQL/MariaDB → MySQL/MariaDB on one server: inside the server (``mariadb_server``);
+- PostgreSQL → SQLite: a server-side cursor whose values PostgreSQL already put in the row
+  path's SQLite form, into ``executemany`` (``sqlite_from_postgres``).
 
 A pair with no fast path, or a job whose rows must pass through Python, keeps the row path. A fast
 path that cannot take a batch as it is raises :class:`RangeRefused` before anything of it is
@@ -81,6 +84,21 @@ def range_loader(
         reason = mariadb_load.unavailable(conn, plan)
         if reason is None:
             return mariadb_load.CopyIntoLoadData(plan)
+        log.info("job %s: rows go through Python: %s", job.job_id, reason)
+    if source_dialect == "mysql" and target_dialect == "mysql":
+        from highmark.destinations import mariadb_server
+
+        reason = mariadb_server.unavailable(conn, source, plan)
+        if reason is None:
+            database = mariadb_server.source_database(source)
+            return mariadb_server.InsertSelectInServer(plan, database)
+        log.info("job %s: rows go through Python: %s", job.job_id, reason)
+    if source_dialect == "postgresql" and target_dialect == "sqlite":
+        from highmark.destinations import sqlite_from_postgres
+
+        reason = sqlite_from_postgres.unavailable(plan)
+        if reason is None:
+            return sqlite_from_postgres.PostgresIntoSqlite(plan)
         log.info("job %s: rows go through Python: %s", job.job_id, reason)
     return None
 

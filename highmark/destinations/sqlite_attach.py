@@ -115,7 +115,10 @@ class SqliteRanges:
             f"INSERT INTO {quoted_table} ({', '.join(quote(c) for c in columns)}) "
             f"SELECT {', '.join(self.expressions)} FROM {origin} AS {name} WHERE {where}"
         )
-        return int(raw.execute(statement, params).rowcount)
+        try:
+            return int(raw.execute(statement, params).rowcount)
+        except sqlite3.IntegrityError as exc:  # a constraint of the target: the row path names it
+            raise RangeRefused(f"the target refused a row: {exc}") from exc
 
 
 def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:

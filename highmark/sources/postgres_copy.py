@@ -51,8 +51,7 @@ class PostgresCopyRange:
         binary, or with the given COPY ``options`` (``FORMAT csv, …``)."""
         engine = self.source.engine
         where = self.where.compile(dialect=engine.dialect)
-        preparer = engine.dialect.identifier_preparer
-        name = ".".join(preparer.quote(p) for p in self.source.describe().qualified_name.split("."))
+        name = self._quoted_name()
         statement = (
             f"COPY (SELECT {', '.join(select_list)} FROM {name} WHERE {where}) TO STDOUT"
             + (" (FORMAT binary)" if binary else f" ({options})" if options else "")
@@ -62,6 +61,26 @@ class PostgresCopyRange:
             with raw.cursor() as cursor, cursor.copy(statement, where.params):
                 yield _chunks(raw)
             conn.rollback()
+
+    @contextmanager
+    def fetch(self, select_list: list[str], size: int) -> Iterator[Iterator[list[Any]]]:
+        """``SELECT <select_list> FROM source WHERE <range>`` from a server-side cursor, in lists
+        of up to ``size`` tuples (the values as psycopg loads them: cast them in SQL to text
+        where the destination wants text)."""
+        engine = self.source.engine
+        where = self.where.compile(dialect=engine.dialect)
+        statement = f"SELECT {', '.join(select_list)} FROM {self._quoted_name()} WHERE {where}"
+        with self.source._errors("cannot read"), engine.connect() as conn:
+            raw: Any = conn.connection.dbapi_connection
+            with raw.cursor(name="highmark_range") as cursor:
+                cursor.itersize = size
+                cursor.execute(statement, where.params)
+                yield iter(lambda: cursor.fetchmany(size), [])
+            conn.rollback()
+
+    def _quoted_name(self) -> str:
+        preparer = self.source.engine.dialect.identifier_preparer
+        return ".".join(preparer.quote(p) for p in self.source.describe().qualified_name.split("."))
 
     def rows(self) -> list[dict[str, Any]]:
         """The range's rows as canonical values, in primary-key order (the row path)."""

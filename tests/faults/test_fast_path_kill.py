@@ -1,6 +1,7 @@
 """kill -9 in the middle of a fast-path load (highmark/destinations/ranges.py), then a resume.
 
-SQLite → SQLite in two files (inside the engine) and PostgreSQL → MariaDB (LOAD DATA LOCAL):
+SQLite → SQLite in two files (inside the engine), PostgreSQL → MariaDB (LOAD DATA LOCAL),
+MariaDB → MariaDB (inside the server) and PostgreSQL → SQLite (server cursor, executemany):
 the child is killed mid-batch (the batch's transaction rolls back) or after a batch committed
 but before its checkpoint was saved (the resumed run removes it and loads it again), for a first
 load and for a full load. The next run resumes from the checkpoint, and the target ends equal to
@@ -27,7 +28,9 @@ BATCH = 10
 
 @pytest.mark.parametrize("point", ["mid_batch:3", "after_target_commit:3"])
 @pytest.mark.parametrize("load_type", ["incremental", "full"])
-@pytest.mark.parametrize("pair", ["sqlite-sqlite", "postgresql-mysql"])
+@pytest.mark.parametrize(
+    "pair", ["sqlite-sqlite", "postgresql-mysql", "mysql-mysql", "postgresql-sqlite"]
+)
 def test_kill_a_fast_path_load_then_resume(
     pair: str,
     load_type: str,
@@ -37,17 +40,19 @@ def test_kill_a_fast_path_load_then_resume(
     engine_for: Callable[[str], Engine],
     write_project: Callable[..., Path],
 ) -> None:
-    if pair == "sqlite-sqlite":
-        src_url, dst_url = f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
-    else:
-        src_url = str(request.getfixturevalue("pg_url"))
-        dst_url = str(request.getfixturevalue("mysql_url"))
+    urls = {
+        "sqlite": lambda label: f"sqlite:///{tmp_path / (label + '.db')}",
+        "postgresql": lambda _label: str(request.getfixturevalue("pg_url")),
+        "mysql": lambda _label: str(request.getfixturevalue("mysql_url")),
+    }
+    source_kind, target_kind = pair.split("-")
+    src_url, dst_url = urls[source_kind]("src"), urls[target_kind]("dst")
     source, target = engine_for(src_url), engine_for(dst_url)
     seed_orders(source, ROWS, per_timestamp=3)
     job: dict[str, Any] = {
         "load_type": load_type,
         "source": {"connection": "src", "table": "orders"},
-        "target": {"connection": "dst", "table": "orders"},
+        "target": {"connection": "dst", "table": "orders_copy"},
         "primary_key": ["id"],
         "watermark": {"column": "updated_at", "type": "timestamp", "tiebreaker": "id"},
         "batch_size": BATCH,
@@ -63,7 +68,7 @@ def test_kill_a_fast_path_load_then_resume(
     again = run(project, "run", "sync")
     assert again.returncode == 0, again.stderr
     assert "Traceback" not in again.stderr
-    assert snapshot(target, "orders") == snapshot(source, "orders")
+    assert snapshot(target, "orders_copy") == snapshot(source, "orders")
     runs = list(reversed(json.loads(run(project, "runs", "sync", "--json").stdout)))
     assert [r["run_status"] for r in runs] == ["failed", "success"]
     assert runs[-1]["rows_read"] < ROWS  # resumed, not started over

@@ -3,8 +3,9 @@
 Each test loads one source twice — through the fast path, and through the row path (the fast
 path turned off) — into two targets, first load and then a delta (updates, inserts, soft
 deletes), and compares the targets value for value: SQLite → SQLite inside the engine (ATTACH,
-two files, and time zones that differ), PostgreSQL → MariaDB through LOAD DATA LOCAL (every
-kind of text, NULLs, time zones, decimals, booleans, JSON). A value the target refuses on the
+two files, and time zones that differ), PostgreSQL → MariaDB through LOAD DATA LOCAL and
+PostgreSQL → SQLite through a server cursor (every kind of text, NULLs, time zones, decimals,
+booleans, JSON), MariaDB → MariaDB inside the server. A value the target refuses on the
 fast path sends its batch down the row path, which names it; and a target server can never ask
 highmark for a local file.
 """
@@ -24,8 +25,14 @@ from sqlalchemy.exc import OperationalError
 
 from highmark import Project
 from highmark import db as highmark_db
-from highmark.config.common import parse_url
-from highmark.destinations import mariadb_load, ranges, sqlite_attach
+from highmark.config.common import normalize_url
+from highmark.destinations import (
+    mariadb_load,
+    mariadb_server,
+    ranges,
+    sqlite_attach,
+    sqlite_from_postgres,
+)
 from highmark.models import RunStatus
 from tests.helpers import create_orders, seed_orders
 
@@ -262,31 +269,51 @@ def _maria_content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
 
 
-def test_postgresql_to_mariadb_through_load_data_writes_what_the_row_path_writes(
+def _content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+    """Every value of ``table`` as stored (on SQLite, with its storage class)."""
+    if engine.dialect.name == "sqlite":
+        assert engine.url.database is not None
+        return _sqlite_content(Path(engine.url.database), table)
+    return _maria_content(engine, table)
+
+
+@pytest.mark.parametrize("target_kind", ["mysql", "sqlite"])
+def test_postgresql_to_mariadb_and_sqlite_fast_paths_write_what_the_row_path_writes(
+    target_kind: str,
     pg_url: str,
-    mysql_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
     engine_for: Callable[[str], Engine],
     write_project: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = engine_for(pg_url)
+    insert = PG_INSERT
     with source.begin() as conn:
         conn.execute(text(PG_THINGS))
-        conn.execute(PG_INSERT, _pg_rows(1, 40, "2024-01-01 00:00:00+00"))
-    spy = Spy(monkeypatch, mariadb_load.CopyIntoLoadData)
+        if target_kind == "sqlite":  # SQLite has no time of day type the fast path writes
+            conn.execute(text("ALTER TABLE things DROP COLUMN at_time"))
+            insert = text(str(PG_INSERT).replace("CAST(:at_time AS time), ", ""))
+        conn.execute(insert, _pg_rows(1, 40, "2024-01-01 00:00:00+00"))
+    if target_kind == "mysql":
+        dst_url = str(request.getfixturevalue("mysql_url"))
+        spy = Spy(monkeypatch, mariadb_load.CopyIntoLoadData)
+    else:
+        dst_url = f"sqlite:///{tmp_path / 'target.db'}"
+        spy = Spy(monkeypatch, sqlite_from_postgres.PostgresIntoSqlite)
     path = write_project(
         connections={
             "src": {"url": pg_url, "timezone": "America/New_York"},
-            "dst": {"url": mysql_url, "timezone": "Asia/Kolkata"},
+            "dst": {"url": dst_url, "timezone": "Asia/Kolkata"},
         },
         jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
     )
     project = Project.load(path)
-    target = engine_for(mysql_url)
+    target = engine_for(dst_url)
 
     _run_both(project, spy, "fast", "rows")
-    assert len(_maria_content(target, "fast")) == 40
-    assert _maria_content(target, "fast") == _maria_content(target, "by_rows")
+    assert len(_content(target, "fast")) == 40
+    assert _content(target, "fast") == _content(target, "by_rows")
 
     with source.begin() as conn:
         later = "2024-01-02 00:00:00+00"
@@ -300,10 +327,67 @@ def test_postgresql_to_mariadb_through_load_data_writes_what_the_row_path_writes
             text("UPDATE things SET deleted_at = :t, updated_at = :t WHERE id % 10 = 2"),
             {"t": later},
         )
-        conn.execute(PG_INSERT, _pg_rows(41, 48, later))
+        conn.execute(insert, _pg_rows(41, 48, later))
     _run_both(project, spy, "fast", "rows")
-    assert _maria_content(target, "fast") == _maria_content(target, "by_rows")
-    assert len(_maria_content(target, "fast")) == 48
+    assert _content(target, "fast") == _content(target, "by_rows")
+    assert len(_content(target, "fast")) == 48
+
+
+# ---------------------------------------------------------------------------- MariaDB → MariaDB
+
+MARIA_THINGS = (
+    "CREATE TABLE things (id BIGINT PRIMARY KEY, n BIGINT, price DECIMAL(12,2), ratio DOUBLE, "
+    "label TEXT, flag BOOLEAN, born DATE, at_time TIME(6), ref CHAR(36), local_ts DATETIME(6), "
+    "seen_at TIMESTAMP(6) NULL, updated_at DATETIME(6), deleted_at DATETIME(6))"
+)
+MARIA_INSERT = text(
+    "INSERT INTO things VALUES (:id, :n, :price, :ratio, :label, :flag, :born, :at_time, :ref, "
+    ":local_ts, :seen_at, :updated, NULL)"
+)
+
+
+def _maria_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
+    rows = _pg_rows(first, last, updated)
+    for row in rows:
+        row.pop("payload")
+        row["seen_at"] = row["seen_at"] and row["seen_at"][:-3]
+    return rows
+
+
+def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
+    mysql_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = engine_for(mysql_url)
+    with engine.begin() as conn:
+        conn.execute(text(MARIA_THINGS))
+        conn.execute(MARIA_INSERT, _maria_rows(1, 40, "2024-01-01 00:00:00"))
+    spy = Spy(monkeypatch, mariadb_server.InsertSelectInServer)
+    path = write_project(
+        connections={"db": mysql_url},
+        jobs={"fast": _job("db", "db", "fast"), "rows": _job("db", "db", "by_rows")},
+    )
+    project = Project.load(path)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_maria_content(engine, "fast")) == 40
+    assert _maria_content(engine, "fast") == _maria_content(engine, "by_rows")
+
+    with engine.begin() as conn:
+        later = "2024-01-02 00:00:00"
+        conn.execute(
+            text("UPDATE things SET label = 'x', price = 1.5, updated_at = :t WHERE id % 4 = 1"),
+            {"t": later},
+        )
+        conn.execute(
+            text("UPDATE things SET deleted_at = :t, updated_at = :t WHERE id % 10 = 2"),
+            {"t": later},
+        )
+        conn.execute(MARIA_INSERT, _maria_rows(41, 48, later))
+    _run_both(project, spy, "fast", "rows")
+    assert _maria_content(engine, "fast") == _maria_content(engine, "by_rows")
 
 
 def test_a_value_the_target_refuses_sends_its_batch_down_the_row_path(
@@ -335,8 +419,8 @@ def test_a_value_the_target_refuses_sends_its_batch_down_the_row_path(
 
 
 def test_a_target_server_cannot_ask_for_a_local_file(mysql_url: str) -> None:
-    engine = highmark_db.get_engine(parse_url(mysql_url), "target")
+    engine = highmark_db.get_engine(normalize_url(mysql_url, Path.cwd()), "target")
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE lines (line TEXT)"))
+        conn.execute(text("CREATE TABLE notes (line TEXT)"))
         with pytest.raises(OperationalError, match="highmark sends none"):
-            conn.execute(text("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE lines"))
+            conn.execute(text("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE notes"))
