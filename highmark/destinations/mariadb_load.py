@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from highmark.destinations.ranges import TargetPlan
-from highmark.sources.base import CopyRange, RangeRefused
+from highmark.destinations.ranges import TargetPlan, pg_literal, pg_name, refuse_if_warned
+from highmark.sources.base import CopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
 # Families whose PostgreSQL text MariaDB reads as the row path writes them (or with a cast).
@@ -146,10 +146,7 @@ class CopyIntoLoadData:
                 f"LINES TERMINATED BY '\\n' ({names})"
             )
             loaded = int(cursor.rowcount)
-            cursor.execute("SHOW WARNINGS LIMIT 1")
-            warning = cursor.fetchone()
-        if warning is not None:
-            raise RangeRefused(f"the target warned: {warning[2]}")
+            refuse_if_warned(cursor)
         return loaded
 
 
@@ -159,17 +156,13 @@ def select_list(plan: TargetPlan) -> list[str]:
     for source_name, target_name in plan.mapping:
         src, tgt = plan.source.find(source_name), plan.target.find(target_name)
         assert src is not None and tgt is not None
-        column = '"' + source_name.replace('"', '""') + '"'  # a PostgreSQL name
+        column = pg_name(source_name)
         if src.family is Family.TIMESTAMP:
             if src.timestamp_kind is not TimestampKind.AWARE:
-                column = f"({column} AT TIME ZONE {_literal(plan.source_zone)})"
+                column = f"({column} AT TIME ZONE {pg_literal(plan.source_zone)})"
             zone = "UTC" if tgt.timestamp_kind is TimestampKind.UTC_NAIVE else plan.target_zone
-            column = f"({column} AT TIME ZONE {_literal(str(ZoneInfo(zone)))})"
+            column = f"({column} AT TIME ZONE {pg_literal(str(ZoneInfo(zone)))})"
         elif src.family is Family.BOOLEAN:
             column = f"CAST({column} AS integer)"
         expressions.append(column)
     return expressions
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from highmark.destinations.ranges import TargetPlan
+from highmark.destinations.ranges import TargetPlan, refuse_if_warned
 from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
@@ -96,10 +96,7 @@ class InsertSelectInServer:
                     raise RangeRefused(f"the target refused a row: {exc.args[-1]}") from exc
                 raise
             loaded = int(cursor.rowcount)
-            cursor.execute("SHOW WARNINGS LIMIT 1")
-            warning = cursor.fetchone()
-        if warning is not None:
-            raise RangeRefused(f"the target warned: {warning[2]}")
+            refuse_if_warned(cursor)
         return loaded
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
@@ -112,3 +112,21 @@ def rows_if_refused(write: Callable[[Batch], T], batch: Batch) -> T:
             raise
         log.warning("a batch goes through Python: %s", refused)
         return write(replace(batch, rows=batch.copy.rows(), copy=None))
+
+
+def pg_name(name: str) -> str:
+    """A PostgreSQL identifier, quoted (a source column in a fast path's SELECT)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def pg_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def refuse_if_warned(cursor: Any) -> None:
+    """MySQL/MariaDB: a statement that left a warning altered or skipped a value (LOAD DATA
+    LOCAL, or a session that is not strict): refuse the range (RangeRefused)."""
+    cursor.execute("SHOW WARNINGS LIMIT 1")
+    warning = cursor.fetchone()
+    if warning is not None:
+        raise RangeRefused(f"the target warned: {warning[2]}")

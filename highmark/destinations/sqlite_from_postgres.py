@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from highmark.destinations.ranges import TargetPlan
+from highmark.destinations.ranges import TargetPlan, pg_literal, pg_name
 from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
@@ -39,7 +39,7 @@ class PostgresIntoSqlite:
         for source_name, target_name in plan.mapping:
             src, tgt = plan.source.find(source_name), plan.target.find(target_name)
             assert src is not None and tgt is not None
-            expression = _expression(src, tgt, _pg_quote(source_name), plan)
+            expression = _expression(src, tgt, pg_name(source_name), plan)
             assert expression is not None
             self.expressions.append(expression)
 
@@ -67,9 +67,9 @@ def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan)
     family = src.family
     if family is Family.TIMESTAMP and tgt.family is Family.TIMESTAMP:
         if src.timestamp_kind is not TimestampKind.AWARE:
-            column = f"({column} AT TIME ZONE {_literal(plan.source_zone)})"
+            column = f"({column} AT TIME ZONE {pg_literal(plan.source_zone)})"
         zone = str(ZoneInfo(plan.target_zone))
-        return f"to_char({column} AT TIME ZONE {_literal(zone)}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        return f"to_char({column} AT TIME ZONE {pg_literal(zone)}, 'YYYY-MM-DD HH24:MI:SS.US')"
     if tgt.family is not family and not (family is Family.UUID and tgt.family is Family.STRING):
         return None
     if family in (Family.INTEGER, Family.FLOAT, Family.STRING):
@@ -81,11 +81,3 @@ def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan)
     if family is Family.JSON and type(src.type).__name__ == "JSONB":
         return f"CAST({column} AS text)"  # jsonb's text is json.dumps of its value
     return None
-
-
-def _pg_quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
