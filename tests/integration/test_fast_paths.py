@@ -34,7 +34,7 @@ from highmark.destinations import (
     sqlite_from_postgres,
 )
 from highmark.models import RunStatus
-from tests.helpers import create_orders, seed_orders
+from tests.helpers import create_orders, seed_orders, snapshot
 
 BATCH = 7
 
@@ -424,3 +424,36 @@ def test_a_target_server_cannot_ask_for_a_local_file(mysql_url: str) -> None:
         conn.execute(text("CREATE TABLE notes (line TEXT)"))
         with pytest.raises(OperationalError, match="highmark sends none"):
             conn.execute(text("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE notes"))
+
+
+@pytest.mark.parametrize("pair", ["postgresql-mysql", "mysql-mysql", "sqlite-sqlite"])
+def test_parallel_first_loads_on_the_fast_paths(
+    pair: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    urls = {
+        "sqlite": lambda label: f"sqlite:///{tmp_path / (label + '.db')}",
+        "postgresql": lambda _label: str(request.getfixturevalue("pg_url")),
+        "mysql": lambda _label: str(request.getfixturevalue("mysql_url")),
+    }
+    source_kind, target_kind = pair.split("-")
+    src_url, dst_url = urls[source_kind]("src"), urls[target_kind]("dst")
+    source, target = engine_for(src_url), engine_for(dst_url)
+    seed_orders(source, 300, per_timestamp=3)
+    job = {
+        **_job("src", "dst", "orders_copy", batch_size=20, parallelism=3),
+        "source": {"connection": "src", "table": "orders"},
+    }
+    path = write_project(connections={"src": src_url, "dst": dst_url}, jobs={"sync": job})
+
+    first = Project.load(path).run("sync")
+
+    assert first.run_status is RunStatus.SUCCESS, first.error_message
+    assert (first.rows_read, first.rows_written) == (300, 300)
+    assert snapshot(target, "orders_copy") == snapshot(source, "orders")
+    serial = [note for note in first.notes or [] if "parallelism 3 not used" in note]
+    # A SQLite file has one writer: its ranges load one after another, and the run says so.
+    assert bool(serial) == (target_kind == "sqlite")
