@@ -7,6 +7,8 @@ its own module and chosen here by what the two ends can do:
 - PostgreSQL → MySQL/MariaDB: ``COPY … TO STDOUT`` streamed into ``LOAD DATA LOCAL INFILE``
   (``mariadb_load``);
 - MySQL/MariaDB → MySQL/MariaDB on one server: inside the server (``mariadb_server``);
+- SQLite → PostgreSQL: sqlite3's tuples into ``COPY``, SQLite's text timestamps as they are
+  (``postgres_from_sqlite``);
 - PostgreSQL → SQLite: a server-side cursor whose values PostgreSQL already put in the row
   path's SQLite form, into ``executemany`` (``sqlite_from_postgres``).
 
@@ -93,6 +95,14 @@ def range_loader(
             database = mariadb_server.source_database(source)
             return mariadb_server.InsertSelectInServer(plan, database)
         log.info("job %s: rows go through Python: %s", job.job_id, reason)
+    if source_dialect == "sqlite" and target_dialect == "postgresql":
+        from highmark.destinations import postgres_from_sqlite, sqlite_attach
+
+        reason = postgres_from_sqlite.unavailable(source.connection.url)
+        if reason is None:
+            source_file = sqlite_attach.database_file(source.connection.url)
+            return postgres_from_sqlite.SqliteIntoPostgres(plan, str(source_file))
+        log.info("job %s: rows go through Python: %s", job.job_id, reason)
     if source_dialect == "postgresql" and target_dialect == "sqlite":
         from highmark.destinations import sqlite_from_postgres
 
@@ -112,6 +122,20 @@ def rows_if_refused(write: Callable[[Batch], T], batch: Batch) -> T:
             raise
         log.warning("a batch goes through Python: %s", refused)
         return write(replace(batch, rows=batch.copy.rows(), copy=None))
+
+
+def row_path_converter(read: Converter | None, write: Converter | None) -> Converter:
+    """A source value as the row path would write it: read into its canonical form, written."""
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        canonical = read(value) if read is not None else value
+        if canonical is None or write is None:
+            return canonical
+        return write(canonical)
+
+    return convert
 
 
 def pg_name(name: str) -> str:

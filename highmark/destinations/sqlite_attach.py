@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
-from highmark.destinations.ranges import TargetPlan
+from highmark.destinations.ranges import TargetPlan, row_path_converter
 from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqlschema import TableSchema
@@ -134,7 +134,9 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
         src, tgt = source.find(source_name), target.find(target_name)
         assert src is not None and tgt is not None
         column = f"{quote(source.name)}.{quote(source_name)}"
-        converters.append(_row_path(read_converter(src, ZoneInfo(plan.source_zone)), write))
+        converters.append(
+            row_path_converter(read_converter(src, ZoneInfo(plan.source_zone)), write)
+        )
         kept = _KEPT.get(src.family) if src.family is tgt.family else None
         if kept is not None:
             classes = ", ".join(f"'{c}'" for c in ("null", *kept))
@@ -155,20 +157,6 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
 
 def _attached(raw: sqlite3.Connection) -> bool:
     return any(row[1] == ALIAS for row in raw.execute("PRAGMA database_list"))
-
-
-def _row_path(read: Converter | None, write: Converter | None) -> Converter:
-    """A source value as the row path would write it: read into its canonical form, written."""
-
-    def convert(value: Any) -> Any:
-        if value is None:
-            return None
-        canonical = read(value) if read is not None else value
-        if canonical is None or write is None:
-            return canonical
-        return write(canonical)
-
-    return convert
 
 
 def _dispatch(converters: list[Converter]) -> Callable[[int, Any], Any]:

@@ -1,7 +1,8 @@
 """kill -9 in the middle of a fast-path load (highmark/destinations/ranges.py), then a resume.
 
 SQLite → SQLite in two files (inside the engine), PostgreSQL → MariaDB (LOAD DATA LOCAL),
-MariaDB → MariaDB (inside the server) and PostgreSQL → SQLite (server cursor, executemany):
+MariaDB → MariaDB (inside the server), PostgreSQL → SQLite (server cursor, executemany) and
+SQLite → PostgreSQL (sqlite3 tuples into COPY):
 the child is killed mid-batch (the batch's transaction rolls back) or after a batch committed
 but before its checkpoint was saved (the resumed run removes it and loads it again), for a first
 load and for a full load. The next run resumes from the checkpoint, and the target ends equal to
@@ -29,7 +30,8 @@ BATCH = 10
 @pytest.mark.parametrize("point", ["mid_batch:3", "after_target_commit:3"])
 @pytest.mark.parametrize("load_type", ["incremental", "full"])
 @pytest.mark.parametrize(
-    "pair", ["sqlite-sqlite", "postgresql-mysql", "mysql-mysql", "postgresql-sqlite"]
+    "pair",
+    ["sqlite-sqlite", "postgresql-mysql", "mysql-mysql", "postgresql-sqlite", "sqlite-postgresql"],
 )
 def test_kill_a_fast_path_load_then_resume(
     pair: str,

@@ -3,11 +3,11 @@
 Each test loads one source twice — through the fast path, and through the row path (the fast
 path turned off) — into two targets, first load and then a delta (updates, inserts, soft
 deletes), and compares the targets value for value: SQLite → SQLite inside the engine (ATTACH,
-two files, and time zones that differ), PostgreSQL → MariaDB through LOAD DATA LOCAL and
-PostgreSQL → SQLite through a server cursor (every kind of text, NULLs, time zones, decimals,
-booleans, JSON), MariaDB → MariaDB inside the server. A value the target refuses on the
-fast path sends its batch down the row path, which names it; and a target server can never ask
-highmark for a local file.
+two files, time zones that differ), SQLite → PostgreSQL through COPY, PostgreSQL → MariaDB
+through LOAD DATA LOCAL and PostgreSQL → SQLite through a server cursor (every kind of text,
+NULLs, time zones, decimals, booleans, JSON), MariaDB → MariaDB inside the server. A value the
+target refuses on the fast path sends its batch down the row path, which names it; a target
+server can never ask highmark for a local file; parallel first loads use the fast paths.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from highmark.config.common import normalize_url
 from highmark.destinations import (
     mariadb_load,
     mariadb_server,
+    postgres_from_sqlite,
     ranges,
     sqlite_attach,
     sqlite_from_postgres,
@@ -199,6 +200,34 @@ def test_sqlite_to_sqlite_inside_the_engine_writes_what_the_row_path_writes(
     assert len(deleted) == 4  # ids 2, 12, 22, 32: marked deleted
 
 
+@pytest.mark.parametrize("source_zone", ["UTC", "Europe/Paris"])
+def test_sqlite_to_postgresql_through_copy_writes_what_the_row_path_writes(
+    source_zone: str,
+    pg_url: str,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "source.db"
+    _seed_sqlite(source, 40)
+    spy = Spy(monkeypatch, postgres_from_sqlite.SqliteIntoPostgres)
+    path = write_project(
+        connections={"src": {"url": f"sqlite:///{source}", "timezone": source_zone}, "dst": pg_url},
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(pg_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_server_content(target, "fast")) == 40
+    assert _server_content(target, "fast") == _server_content(target, "by_rows")
+
+    _sqlite_delta(source, 40)
+    _run_both(project, spy, "fast", "rows")
+    assert _server_content(target, "fast") == _server_content(target, "by_rows")
+
+
 def test_sqlite_in_one_file_moves_rows_inside_the_engine(
     tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,7 +293,7 @@ PG_INSERT = text(
 )
 
 
-def _maria_content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+def _server_content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
 
@@ -274,7 +303,7 @@ def _content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
     if engine.dialect.name == "sqlite":
         assert engine.url.database is not None
         return _sqlite_content(Path(engine.url.database), table)
-    return _maria_content(engine, table)
+    return _server_content(engine, table)
 
 
 @pytest.mark.parametrize("target_kind", ["mysql", "sqlite"])
@@ -372,8 +401,8 @@ def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
     project = Project.load(path)
 
     _run_both(project, spy, "fast", "rows")
-    assert len(_maria_content(engine, "fast")) == 40
-    assert _maria_content(engine, "fast") == _maria_content(engine, "by_rows")
+    assert len(_server_content(engine, "fast")) == 40
+    assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
 
     with engine.begin() as conn:
         later = "2024-01-02 00:00:00"
@@ -387,7 +416,7 @@ def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
         )
         conn.execute(MARIA_INSERT, _maria_rows(41, 48, later))
     _run_both(project, spy, "fast", "rows")
-    assert _maria_content(engine, "fast") == _maria_content(engine, "by_rows")
+    assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
 
 
 def test_a_value_the_target_refuses_sends_its_batch_down_the_row_path(
