@@ -9,6 +9,8 @@ its own module and chosen here by what the two ends can do:
 - MySQL/MariaDB → MySQL/MariaDB on one server: inside the server (``mariadb_server``);
 - SQLite → PostgreSQL: sqlite3's tuples into ``COPY``, SQLite's text timestamps as they are
   (``postgres_from_sqlite``);
+- MySQL/MariaDB → PostgreSQL or SQLite: an unbuffered cursor whose values MariaDB already
+  formats as the row path would write them, into ``COPY`` or ``executemany`` (``from_mariadb``);
 - PostgreSQL → SQLite: a server-side cursor whose values PostgreSQL already put in the row
   path's SQLite form, into ``executemany`` (``sqlite_from_postgres``).
 
@@ -103,6 +105,16 @@ def range_loader(
             source_file = sqlite_attach.database_file(source.connection.url)
             return postgres_from_sqlite.SqliteIntoPostgres(plan, str(source_file))
         log.info("job %s: rows go through Python: %s", job.job_id, reason)
+    if source_dialect == "mysql" and target_dialect in ("postgresql", "sqlite"):
+        from highmark.destinations import from_mariadb
+
+        quote = source.engine.dialect.identifier_preparer.quote
+        found = from_mariadb.select_list(plan, target_dialect, quote)
+        if not isinstance(found, str):
+            if target_dialect == "postgresql":
+                return from_mariadb.MariadbIntoPostgres(plan, found)
+            return from_mariadb.MariadbIntoSqlite(plan, found)
+        log.info("job %s: rows go through Python: %s", job.job_id, found)
     if source_dialect == "postgresql" and target_dialect == "sqlite":
         from highmark.destinations import sqlite_from_postgres
 

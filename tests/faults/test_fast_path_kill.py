@@ -2,7 +2,7 @@
 
 SQLite → SQLite in two files (inside the engine), PostgreSQL → MariaDB (LOAD DATA LOCAL),
 MariaDB → MariaDB (inside the server), PostgreSQL → SQLite (server cursor, executemany) and
-SQLite → PostgreSQL (sqlite3 tuples into COPY):
+SQLite → PostgreSQL (sqlite3 tuples into COPY), MariaDB → PostgreSQL and SQLite (unbuffered cursor):
 the child is killed mid-batch (the batch's transaction rolls back) or after a batch committed
 but before its checkpoint was saved (the resumed run removes it and loads it again), for a first
 load and for a full load. The next run resumes from the checkpoint, and the target ends equal to
@@ -31,7 +31,15 @@ BATCH = 10
 @pytest.mark.parametrize("load_type", ["incremental", "full"])
 @pytest.mark.parametrize(
     "pair",
-    ["sqlite-sqlite", "postgresql-mysql", "mysql-mysql", "postgresql-sqlite", "sqlite-postgresql"],
+    [
+        "sqlite-sqlite",
+        "postgresql-mysql",
+        "mysql-mysql",
+        "postgresql-sqlite",
+        "sqlite-postgresql",
+        "mysql-postgresql",
+        "mysql-sqlite",
+    ],
 )
 def test_kill_a_fast_path_load_then_resume(
     pair: str,

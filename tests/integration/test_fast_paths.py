@@ -5,7 +5,8 @@ path turned off) — into two targets, first load and then a delta (updates, ins
 deletes), and compares the targets value for value: SQLite → SQLite inside the engine (ATTACH,
 two files, time zones that differ), SQLite → PostgreSQL through COPY, PostgreSQL → MariaDB
 through LOAD DATA LOCAL and PostgreSQL → SQLite through a server cursor (every kind of text,
-NULLs, time zones, decimals, booleans, JSON), MariaDB → MariaDB inside the server. A value the
+NULLs, time zones, decimals, booleans, JSON), MariaDB → MariaDB inside the server, MariaDB →
+PostgreSQL and SQLite through an unbuffered cursor. A value the
 target refuses on the fast path sends its batch down the row path, which names it; a target
 server can never ask highmark for a local file; parallel first loads use the fast paths.
 """
@@ -27,6 +28,7 @@ from highmark import Project
 from highmark import db as highmark_db
 from highmark.config.common import normalize_url
 from highmark.destinations import (
+    from_mariadb,
     mariadb_load,
     mariadb_server,
     postgres_from_sqlite,
@@ -417,6 +419,59 @@ def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
         conn.execute(MARIA_INSERT, _maria_rows(41, 48, later))
     _run_both(project, spy, "fast", "rows")
     assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
+
+
+@pytest.mark.parametrize(
+    ("target_kind", "source_zone"), [("postgresql", "Europe/Paris"), ("sqlite", "UTC")]
+)
+def test_mariadb_to_postgresql_and_sqlite_fast_paths_write_what_the_row_path_writes(
+    target_kind: str,
+    source_zone: str,
+    mysql_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = engine_for(mysql_url)
+    insert = MARIA_INSERT
+    with source.begin() as conn:
+        conn.execute(text(MARIA_THINGS))
+        if target_kind == "sqlite":  # the row path writes times of day in a form of its own
+            conn.execute(text("ALTER TABLE things DROP COLUMN at_time"))
+            insert = text(str(MARIA_INSERT).replace(":at_time, ", ""))
+        conn.execute(insert, _maria_rows(1, 40, "2024-01-01 00:00:00"))
+    if target_kind == "postgresql":
+        dst_url = str(request.getfixturevalue("pg_url"))
+        spy = Spy(monkeypatch, from_mariadb.MariadbIntoPostgres)
+    else:
+        dst_url = f"sqlite:///{tmp_path / 'target.db'}"
+        spy = Spy(monkeypatch, from_mariadb.MariadbIntoSqlite)
+    path = write_project(
+        connections={"src": {"url": mysql_url, "timezone": source_zone}, "dst": dst_url},
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(dst_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_content(target, "fast")) == 40
+    assert _content(target, "fast") == _content(target, "by_rows")
+
+    with source.begin() as conn:
+        later = "2024-01-02 00:00:00"
+        conn.execute(
+            text("UPDATE things SET label = 'x', price = 1.5, updated_at = :t WHERE id % 4 = 1"),
+            {"t": later},
+        )
+        conn.execute(
+            text("UPDATE things SET deleted_at = :t, updated_at = :t WHERE id % 10 = 2"),
+            {"t": later},
+        )
+        conn.execute(insert, _maria_rows(41, 48, later))
+    _run_both(project, spy, "fast", "rows")
+    assert _content(target, "fast") == _content(target, "by_rows")
 
 
 def test_a_value_the_target_refuses_sends_its_batch_down_the_row_path(
