@@ -133,21 +133,24 @@ class CopyIntoLoadData:
     def load(
         self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
     ) -> int:
-        raw: Any = conn.connection.dbapi_connection
-        names = ", ".join(self.plan.quote(c) for c in columns)
-        with (
-            source_range.stream(self.expressions, binary=False, options=CSV_OPTIONS) as chunks,
-            _registered(chunks) as name,
-            raw.cursor() as cursor,
-        ):
-            cursor.execute(
-                f"LOAD DATA LOCAL INFILE '{name}' INTO TABLE {quoted_table} CHARACTER SET utf8mb4 "
-                "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
-                f"LINES TERMINATED BY '\\n' ({names})"
-            )
-            loaded = int(cursor.rowcount)
-            refuse_if_warned(cursor)
-        return loaded
+        names = [self.plan.quote(c) for c in columns]
+        with source_range.stream(self.expressions, binary=False, options=CSV_OPTIONS) as chunks:
+            return load_csv(conn, quoted_table, names, chunks)
+
+
+def load_csv(conn: Connection, quoted_table: str, names: list[str], chunks: Iterator[bytes]) -> int:
+    """LOAD DATA LOCAL of CSV ``chunks`` (NULL an unquoted ``NULL``, quotes doubled inside
+    quoted values) into ``quoted_table``; refuse the range when the server warned."""
+    raw: Any = conn.connection.dbapi_connection
+    with _registered(chunks) as name, raw.cursor() as cursor:
+        cursor.execute(
+            f"LOAD DATA LOCAL INFILE '{name}' INTO TABLE {quoted_table} CHARACTER SET utf8mb4 "
+            "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+            f"LINES TERMINATED BY '\\n' ({', '.join(names)})"
+        )
+        loaded = int(cursor.rowcount)
+        refuse_if_warned(cursor)
+    return loaded
 
 
 def select_list(plan: TargetPlan) -> list[str]:

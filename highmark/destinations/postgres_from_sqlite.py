@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from highmark.destinations.ranges import TargetPlan, pg_literal, row_path_converter
+from highmark.destinations.ranges import TargetPlan, columns_of, pg_literal
+from highmark.destinations.sqlite_attach import range_select
 from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sources.postgres_copy import PostgresCopyRange
-from highmark.sqltypes import ColumnInfo, Family, TimestampKind, read_converter
+from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
 FETCH_ROWS = 10_000
 # Python types a family's SQLite values may have to go into COPY untouched.
@@ -50,14 +51,8 @@ class SqliteIntoPostgres:
         self.plan = plan
         self.source_file = source_file
         self.fixes: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, ((source_name, target_name), write) in enumerate(
-            zip(plan.mapping, plan.writers, strict=True)
-        ):
-            src, tgt = plan.source.find(source_name), plan.target.find(target_name)
-            assert src is not None and tgt is not None
-            fix = _fix(
-                src, tgt, row_path_converter(read_converter(src, ZoneInfo(plan.source_zone)), write)
-            )
+        for i, src, tgt, convert in columns_of(plan):
+            fix = _fix(src, tgt, convert)
             if fix is not None:
                 self.fixes.append((i, fix))
 
@@ -65,13 +60,7 @@ class SqliteIntoPostgres:
         self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
     ) -> int:
         assert isinstance(source_range, PostgresCopyRange)
-        source = source_range.source
-        where = source_range.where.compile(dialect=source.engine.dialect)
-        params = [where.params[key] for key in where.positiontup or ()]
-        table = source.describe()
-        quote = source.engine.dialect.identifier_preparer.quote
-        select = ", ".join(f"{quote(table.name)}.{quote(s)}" for s, _ in self.plan.mapping)
-        statement = f"SELECT {select} FROM {quote(table.name)} WHERE {where}"
+        statement, params = range_select(source_range, self.plan)
         raw: Any = conn.connection.dbapi_connection
         names = ", ".join(self.plan.quote(c) for c in columns)
         fixes = self.fixes

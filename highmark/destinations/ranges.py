@@ -6,6 +6,8 @@ its own module and chosen here by what the two ends can do:
 - SQLite → SQLite, both files on this machine: inside the SQLite engine (``sqlite_attach``);
 - PostgreSQL → MySQL/MariaDB: ``COPY … TO STDOUT`` streamed into ``LOAD DATA LOCAL INFILE``
   (``mariadb_load``);
+- SQLite → MySQL/MariaDB: sqlite3's tuples written as CSV into ``LOAD DATA LOCAL INFILE``
+  (``mariadb_from_sqlite``);
 - MySQL/MariaDB → MySQL/MariaDB on one server: inside the server (``mariadb_server``);
 - SQLite → PostgreSQL: sqlite3's tuples into ``COPY``, SQLite's text timestamps as they are
   (``postgres_from_sqlite``);
@@ -22,7 +24,7 @@ committed; :func:`rows_if_refused` then writes that batch again as rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -30,7 +32,7 @@ from sqlalchemy import Connection
 
 from highmark.sources.base import Batch, CopyRange, RangeRefused
 from highmark.sqlschema import TableSchema
-from highmark.sqltypes import Converter
+from highmark.sqltypes import ColumnInfo, Converter
 
 if TYPE_CHECKING:
     from highmark.config import ResolvedConnection, TableJobSpec
@@ -89,6 +91,14 @@ def range_loader(
         if reason is None:
             return mariadb_load.CopyIntoLoadData(plan)
         log.info("job %s: rows go through Python: %s", job.job_id, reason)
+    if source_dialect == "sqlite" and target_dialect == "mysql":
+        from highmark.destinations import mariadb_from_sqlite, sqlite_attach
+
+        reason = mariadb_from_sqlite.unavailable(plan, source.connection.url)
+        if reason is None:
+            source_file = sqlite_attach.database_file(source.connection.url)
+            return mariadb_from_sqlite.SqliteIntoLoadData(plan, str(source_file))
+        log.info("job %s: rows go through Python: %s", job.job_id, reason)
     if source_dialect == "mysql" and target_dialect == "mysql":
         from highmark.destinations import mariadb_server
 
@@ -134,6 +144,26 @@ def rows_if_refused(write: Callable[[Batch], T], batch: Batch) -> T:
             raise
         log.warning("a batch goes through Python: %s", refused)
         return write(replace(batch, rows=batch.copy.rows(), copy=None))
+
+
+def columns_of(plan: TargetPlan) -> Iterator[tuple[int, ColumnInfo, ColumnInfo, Converter]]:
+    """Each mapped column: its position, its source and target columns, and the row path's
+    conversion of one of its source values."""
+    from zoneinfo import ZoneInfo
+
+    from highmark.sqltypes import read_converter
+
+    for i, ((source_name, target_name), write) in enumerate(
+        zip(plan.mapping, plan.writers, strict=True)
+    ):
+        src, tgt = plan.source.find(source_name), plan.target.find(target_name)
+        assert src is not None and tgt is not None
+        yield (
+            i,
+            src,
+            tgt,
+            row_path_converter(read_converter(src, ZoneInfo(plan.source_zone)), write),
+        )
 
 
 def row_path_converter(read: Converter | None, write: Converter | None) -> Converter:

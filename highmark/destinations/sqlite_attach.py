@@ -155,6 +155,18 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
     return expressions, converters
 
 
+def range_select(source_range: PostgresCopyRange, plan: TargetPlan) -> tuple[str, list[Any]]:
+    """``SELECT <mapped source columns> FROM <source> WHERE <range>`` on the source's own
+    connection, and its parameters."""
+    source = source_range.source
+    where = source_range.where.compile(dialect=source.engine.dialect)
+    params = [where.params[key] for key in where.positiontup or ()]
+    quote = source.engine.dialect.identifier_preparer.quote
+    name = quote(source.describe().name)
+    select = ", ".join(f"{name}.{quote(s)}" for s, _ in plan.mapping)
+    return f"SELECT {select} FROM {name} WHERE {where}", params
+
+
 def _attached(raw: sqlite3.Connection) -> bool:
     return any(row[1] == ALIAS for row in raw.execute("PRAGMA database_list"))
 

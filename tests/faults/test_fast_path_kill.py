@@ -1,12 +1,12 @@
 """kill -9 in the middle of a fast-path load (highmark/destinations/ranges.py), then a resume.
 
-SQLite → SQLite in two files (inside the engine), PostgreSQL → MariaDB (LOAD DATA LOCAL),
-MariaDB → MariaDB (inside the server), PostgreSQL → SQLite (server cursor, executemany) and
-SQLite → PostgreSQL (sqlite3 tuples into COPY), MariaDB → PostgreSQL and SQLite (unbuffered cursor):
-the child is killed mid-batch (the batch's transaction rolls back) or after a batch committed
-but before its checkpoint was saved (the resumed run removes it and loads it again), for a first
-load and for a full load. The next run resumes from the checkpoint, and the target ends equal to
-the source with every row counted once.
+On every pair's fast path (SQLite → SQLite inside the engine, PostgreSQL → MariaDB and SQLite →
+MariaDB through LOAD DATA LOCAL, MariaDB → MariaDB inside the server, PostgreSQL → SQLite,
+SQLite → PostgreSQL, MariaDB → PostgreSQL and MariaDB → SQLite through driver tuples), the child
+is killed mid-batch (the batch's transaction rolls back) or after a batch committed but before
+its checkpoint was saved (the resumed run removes it and loads it again), for a first load and
+for a full load. The next run resumes from the checkpoint, and the target ends equal to the
+source with every row counted once.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ BATCH = 10
         "sqlite-postgresql",
         "mysql-postgresql",
         "mysql-sqlite",
+        "sqlite-mysql",
     ],
 )
 def test_kill_a_fast_path_load_then_resume(

@@ -3,7 +3,8 @@
 Each test loads one source twice — through the fast path, and through the row path (the fast
 path turned off) — into two targets, first load and then a delta (updates, inserts, soft
 deletes), and compares the targets value for value: SQLite → SQLite inside the engine (ATTACH,
-two files, time zones that differ), SQLite → PostgreSQL through COPY, PostgreSQL → MariaDB
+two files, time zones that differ), SQLite → PostgreSQL through COPY and → MariaDB through
+LOAD DATA LOCAL, PostgreSQL → MariaDB
 through LOAD DATA LOCAL and PostgreSQL → SQLite through a server cursor (every kind of text,
 NULLs, time zones, decimals, booleans, JSON), MariaDB → MariaDB inside the server, MariaDB →
 PostgreSQL and SQLite through an unbuffered cursor. A value the
@@ -29,6 +30,7 @@ from highmark import db as highmark_db
 from highmark.config.common import normalize_url
 from highmark.destinations import (
     from_mariadb,
+    mariadb_from_sqlite,
     mariadb_load,
     mariadb_server,
     postgres_from_sqlite,
@@ -116,8 +118,8 @@ SEEN = [
 LABELS = ["plain", "quote ' and \" comma, tab\tnewline\nend", "", "NULL", "ünïcødé ✓", None, 42]
 
 
-def _sqlite_row(i: int, updated: str) -> tuple[Any, ...]:
-    return (
+def _sqlite_row(i: int, updated: str, *, blob: bool = True) -> tuple[Any, ...]:
+    row = (
         i,
         None if i % 5 == 0 else i * 1000,
         None if i % 6 == 0 else f"{i}.{i % 100:02d}",
@@ -131,20 +133,24 @@ def _sqlite_row(i: int, updated: str) -> tuple[Any, ...]:
         updated,
         None,
     )
+    return row if blob else row[:8] + row[9:]
 
 
-def _seed_sqlite(path: Path, rows: int) -> None:
+def _seed_sqlite(path: Path, rows: int, *, blob: bool = True) -> None:
     conn = sqlite3.connect(path)
-    conn.execute(SQLITE_THINGS)
+    conn.execute(SQLITE_THINGS if blob else SQLITE_THINGS.replace(", data BLOB", ""))
     conn.executemany(
-        "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_sqlite_row(i, f"2024-01-01 00:00:{i // 3:02d}.000000") for i in range(1, rows + 1)],
+        f"INSERT INTO things VALUES ({', '.join('?' * (12 if blob else 11))})",
+        [
+            _sqlite_row(i, f"2024-01-01 00:00:{i // 3:02d}.000000", blob=blob)
+            for i in range(1, rows + 1)
+        ],
     )
     conn.commit()
     conn.close()
 
 
-def _sqlite_delta(path: Path, rows: int) -> None:
+def _sqlite_delta(path: Path, rows: int, *, blob: bool = True) -> None:
     conn = sqlite3.connect(path)
     later = "2024-01-02 00:00:00.000000"
     conn.execute(
@@ -155,8 +161,8 @@ def _sqlite_delta(path: Path, rows: int) -> None:
         "UPDATE things SET deleted_at = ?, updated_at = ? WHERE id % 10 = 2", (later, later)
     )
     conn.executemany(
-        "INSERT INTO things VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_sqlite_row(i, later) for i in range(rows + 1, rows + 9)],
+        f"INSERT INTO things VALUES ({', '.join('?' * (12 if blob else 11))})",
+        [_sqlite_row(i, later, blob=blob) for i in range(rows + 1, rows + 9)],
     )
     conn.commit()
     conn.close()
@@ -228,6 +234,32 @@ def test_sqlite_to_postgresql_through_copy_writes_what_the_row_path_writes(
     _sqlite_delta(source, 40)
     _run_both(project, spy, "fast", "rows")
     assert _server_content(target, "fast") == _server_content(target, "by_rows")
+
+
+def test_sqlite_to_mariadb_through_load_data_writes_what_the_row_path_writes(
+    mysql_url: str,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "source.db"
+    _seed_sqlite(source, 40, blob=False)  # blobs have no CSV form: the row path takes those
+    spy = Spy(monkeypatch, mariadb_from_sqlite.SqliteIntoLoadData)
+    path = write_project(
+        connections={"src": f"sqlite:///{source}", "dst": mysql_url},
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(mysql_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_content(target, "fast")) == 40
+    assert _content(target, "fast") == _content(target, "by_rows")
+
+    _sqlite_delta(source, 40, blob=False)
+    _run_both(project, spy, "fast", "rows")
+    assert _content(target, "fast") == _content(target, "by_rows")
 
 
 def test_sqlite_in_one_file_moves_rows_inside_the_engine(
