@@ -542,7 +542,9 @@ def test_a_target_server_cannot_ask_for_a_local_file(mysql_url: str) -> None:
             conn.execute(text("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE notes"))
 
 
-@pytest.mark.parametrize("pair", ["postgresql-mysql", "mysql-mysql", "sqlite-sqlite"])
+@pytest.mark.parametrize(
+    "pair", ["postgresql-mysql", "mysql-mysql", "mysql-postgresql", "sqlite-sqlite"]
+)
 def test_parallel_first_loads_on_the_fast_paths(
     pair: str,
     tmp_path: Path,
