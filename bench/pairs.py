@@ -355,7 +355,13 @@ def write(out: Path, table: str) -> None:
         _, _, tail = rest.partition(END)
         text = head + block + tail
     else:
-        text = text.rstrip() + "\n\n## Every pair against its limit\n\n" + block + "\n"
+        # Inside the notes, which bench.py keeps when it writes the rest of RESULTS.md again.
+        section = f"### Every pair against its limit (bench/pairs.py)\n\n{block}\n"
+        if b.NOTES_END in text:
+            head, _, tail = text.rpartition(b.NOTES_END)
+            text = f"{head.rstrip()}\n\n{section}{b.NOTES_END}{tail}"
+        else:
+            text = f"{text.rstrip()}\n\n{section}"
     out.write_text(text)
 
 

@@ -228,7 +228,10 @@ def _ranges(
         if boundary is None:
             return
         values = list(boundary)
-        range_where = and_(remaining, ~_keyset_after(order, values))
+        # The redundant `c1 <= v1` bounds the range's index scan on SQLite and MariaDB, which
+        # take no upper bound from the negated OR (each range would read to the window's end).
+        upper = order[0] <= bindparam(None, values[0], type_=NullType())
+        range_where = and_(remaining, upper, ~_keyset_after(order, values))
         found = describe(boundary, range_where)
         yield Batch(
             last_key=found.last_key,
