@@ -215,7 +215,10 @@ def _ranges(
     """Probe the key that ends each range (an index scan of one batch), then hand the range on."""
     previous: list[Any] | None = None
     while True:
-        remaining = where if previous is None else and_(where, _after(order, previous))
+        # The range's own bounds come first: SQLite takes an index scan's bounds from the first
+        # terms that give them, and the window's (its low mark, its high bound) would make each
+        # range scan from the window's start to its end.
+        remaining = where if previous is None else and_(_after(order, previous), where)
         with source._errors("cannot read"), source.engine.connect() as conn:
             boundary = conn.execute(
                 select(*order).where(remaining).order_by(*order).offset(batch_size - 1).limit(1)
@@ -228,10 +231,10 @@ def _ranges(
         if boundary is None:
             return
         values = list(boundary)
-        # The redundant `c1 <= v1` bounds the range's index scan on SQLite and MariaDB, which
-        # take no upper bound from the negated OR (each range would read to the window's end).
+        # The redundant `c1 <= v1` bounds the range's index scan on SQLite, which takes no upper
+        # bound from the negated OR (each range would read to the window's end).
         upper = order[0] <= bindparam(None, values[0], type_=NullType())
-        range_where = and_(remaining, upper, ~_keyset_after(order, values))
+        range_where = and_(upper, remaining, ~_keyset_after(order, values))
         found = describe(boundary, range_where)
         yield Batch(
             last_key=found.last_key,
