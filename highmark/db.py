@@ -72,6 +72,11 @@ def create_configured_engine(url: URL, role: Role) -> Engine:
         connect_args["init_command"] = f"SET time_zone = '+00:00'{write_timeout}"
         if "charset" not in url.query:
             connect_args["charset"] = "utf8mb4"
+        if role == "target":
+            # LOAD DATA LOCAL, of highmark's own streams only (destinations/mariadb_load.py).
+            from highmark.destinations.mariadb_load import guard_local_infile
+
+            connect_args["local_infile"] = guard_local_infile()
         kwargs["pool_pre_ping"] = True
         if role == "control":
             # READ COMMITTED, as on PostgreSQL: REPEATABLE READ's gap locks deadlock concurrent

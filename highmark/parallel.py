@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from highmark import failpoints
 from highmark.checkpoint import range_fields
 from highmark.config import TableJobSpec
+from highmark.destinations.ranges import rows_if_refused
 from highmark.models import Counts, Watermark
 from highmark.sources import postgres_copy
 from highmark.sources.base import Batch
@@ -40,7 +41,10 @@ KeyRange = tuple[Watermark | None, Watermark]
 def unsupported(job: TableJobSpec, bulk: bool) -> str | None:
     """Why this job's first load cannot go in parallel, or None when it can."""
     if not bulk:
-        return "parallel loads are PostgreSQL → PostgreSQL (COPY ranges); this one is serial"
+        return (
+            "parallel loads need key ranges that the target takes at once (PostgreSQL to "
+            "PostgreSQL or MariaDB); this one is serial"
+        )
     if job.watermark is not None and job.watermark.on_null == "include":
         return "watermark.on_null: include reads the NULL-watermark rows serially"
     return None
@@ -187,6 +191,9 @@ def _write(
     batch: Batch,
     write: Callable[[SqlDestination, Batch], Counts] | None,
 ) -> Counts:
-    counts = write(writer, batch) if write is not None else writer.write_direct(batch)
+    if write is not None:
+        counts = write(writer, batch)
+    else:
+        counts = rows_if_refused(writer.write_direct, batch)
     failpoints.reach("after_target_commit")
     return counts

@@ -256,6 +256,26 @@ def write_converter(column: ColumnInfo, dialect: str, zone: ZoneInfo) -> Convert
     return None
 
 
+def comparable(col: Any, info: ColumnInfo, dialect: str) -> Any:
+    """A form of ``col`` that the database can test for distinctness exactly (a merge's
+    change test)."""
+    if dialect == "postgresql":
+        from sqlalchemy import Text, cast
+        from sqlalchemy.dialects import postgresql
+
+        if info.family is Family.JSON and not isinstance(info.type, postgresql.JSONB):
+            return cast(col, postgresql.JSONB)
+        if info.family is Family.OTHER:
+            return cast(col, Text)
+    if dialect == "mysql" and info.family in (Family.STRING, Family.JSON, Family.OTHER):
+        # Case- and trailing-space-insensitive collations would hide real changes.
+        from sqlalchemy import cast
+        from sqlalchemy.dialects import mysql  # imported where used: ~90 ms
+
+        return cast(col, mysql.BINARY)
+    return col
+
+
 def _to_text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value

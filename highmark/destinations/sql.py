@@ -21,7 +21,6 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
-    cast,
     delete,
     exists,
     func,
@@ -38,24 +37,23 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import TableClause
-from sqlalchemy.types import NullType, Text
+from sqlalchemy.types import NullType
 
 from highmark import failpoints
 from highmark.config import ResolvedConnection, TableJobSpec, TableRef
 from highmark.db import get_engine
-from highmark.destinations import postgres_copy
+from highmark.destinations import postgres_copy, ranges
 from highmark.errors import DestinationError, translate_db_error
 from highmark.models import Counts, Watermark, WatermarkType
 from highmark.schema import ddl
 from highmark.schema.change import SchemaChange
 from highmark.schema.plan import adapted, plan_changes
 from highmark.sources.base import Batch
-from highmark.sources.sql import keyset_after
+from highmark.sources.sql import SqlSource, keyset_after
 from highmark.sqlschema import TableSchema, raw_table, reflect
 from highmark.sqltypes import (
-    ColumnInfo,
     Converter,
-    Family,
+    comparable,
     write_converter,
 )
 
@@ -81,6 +79,7 @@ class SqlDestination:
         self._source: TableSchema | None = None
         self._source_zone = "UTC"
         self._copy_plan: tuple[list[str], bool] | None = None
+        self._ranges: ranges.RangeLoader | None = None  # a fast path of destinations/ranges.py
 
     # ------------------------------------------------------------------ plumbing
 
@@ -217,6 +216,23 @@ class SqlDestination:
         """Can a batch come as a COPY range (PostgreSQL to PostgreSQL)?"""
         return self.dialect == "postgresql" and source_dialect == "postgresql"
 
+    def takes_ranges_from(self, source: SqlSource) -> bool:
+        """Can a batch come as a key range that the target pulls itself: COPY, or a fast path
+        of highmark/destinations/ranges.py (prepare() first)?"""
+        if self.takes_copy_from(source.describe().dialect):
+            return True
+        assert self._source is not None, "prepare() first"
+        plan = ranges.TargetPlan(
+            self._source, self._source_zone, self._mapping, self.target,
+            self.connection.timezone, self._converters, self._quote,
+        )  # fmt: skip
+        self._ranges = ranges.range_loader(self.conn, self.connection, source, self.job, plan)
+        return self._ranges is not None
+
+    @property
+    def loads_ranges_in_parallel(self) -> bool:
+        return self._ranges is None or self._ranges.parallel
+
     def _plan_copy(self) -> tuple[list[str], bool]:
         """How each source column is COPYed into the target (read once, from the target)."""
         if self._copy_plan is None:
@@ -233,6 +249,8 @@ class SqlDestination:
         return how many."""
         quoted = self._quote_qualified(table.schema, table.name)
         columns = [t for _, t in self._mapping]
+        if batch.copy is not None and self._ranges is not None:
+            return self._ranges.load(self.conn, quoted, columns, batch.copy)
         if batch.copy is not None:
             expressions, binary = self._plan_copy()
             return postgres_copy.copy_range(
@@ -259,22 +277,6 @@ class SqlDestination:
             self.conn.exec_driver_sql(statement, rows)
         return len(rows)
 
-    def _comparable(self, col: Any, info: ColumnInfo) -> Any:
-        """A form of ``col`` that the database can test for distinctness exactly."""
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            if info.family is Family.JSON and not isinstance(info.type, postgresql.JSONB):
-                return cast(col, postgresql.JSONB)
-            if info.family is Family.OTHER:
-                return cast(col, Text)
-        if self.dialect == "mysql" and info.family in (Family.STRING, Family.JSON, Family.OTHER):
-            # Case- and trailing-space-insensitive collations would hide real changes.
-            from sqlalchemy.dialects import mysql  # imported where used: ~90 ms
-
-            return cast(col, mysql.BINARY)
-        return col
-
     def _differs(self, t: Any, s: Any) -> ColumnElement[bool]:
         """Some non-key column differs between the rows of the column collections ``t``, ``s``."""
         keys = {self._tcol(c).lower() for c in self.job.primary_key}
@@ -285,7 +287,9 @@ class SqlDestination:
             info = self.target.find(name)
             assert info is not None
             clauses.append(
-                self._comparable(t[name], info).is_distinct_from(self._comparable(s[name], info))
+                comparable(t[name], info, self.dialect).is_distinct_from(
+                    comparable(s[name], info, self.dialect)
+                )
             )
         return or_(*clauses)
 
@@ -448,7 +452,15 @@ class SqlDestination:
         other = SqlDestination(self.connection, self.ref, self.job)
         if self._source is not None and self.takes_copy_from(self._source.dialect):
             self._plan_copy()
-        for name in ("_target", "_mapping", "_converters", "_source", "_source_zone", "_copy_plan"):
+        for name in (
+            "_target",
+            "_mapping",
+            "_converters",
+            "_source",
+            "_source_zone",
+            "_copy_plan",
+            "_ranges",
+        ):
             setattr(other, name, getattr(self, name))
         return other
 

@@ -21,6 +21,7 @@ from highmark.bad_rows import BadRows
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import ProjectConfig, TableJobSpec
 from highmark.destinations.bisect import write_bisecting
+from highmark.destinations.ranges import rows_if_refused
 from highmark.destinations.sql import SqlDestination
 from highmark.errors import SourceError
 from highmark.models import (
@@ -97,8 +98,8 @@ class TableMover:
         source_zone = self.config.database(self.job.source.connection).timezone
         for change in self.dst.prepare(schema, source_zone):
             self.ctx.schema_changed(change)
-        # Masked values are computed in Python (highmark/schema/selection.py): no COPY range.
-        self.bulk = self.dst.takes_copy_from(schema.dialect) and not self.job.mask_columns
+        # Masked values are computed in Python (highmark/schema/selection.py): no fast path.
+        self.bulk = self.dst.takes_ranges_from(self.src) and not self.job.mask_columns
 
     def _previous_checkpoint(self) -> RunCheckpoint | None:
         data = self.ctx.previous_checkpoint
@@ -269,7 +270,7 @@ class TableMover:
         resuming_parallel = previous is not None and previous.parallel
         if not resuming_parallel and (wanted == 1 or not direct or previous is not None):
             return 0
-        reason = parallel.unsupported(self.job, self.bulk)
+        reason = parallel.unsupported(self.job, self.bulk and self.dst.loads_ranges_in_parallel)
         if reason is not None:
             # A parallel checkpoint resumes serially just as well: everything past its
             # prefix is cleared and loaded again.
@@ -303,7 +304,9 @@ class TableMover:
 
         def write(writer: SqlDestination, batch: Batch) -> Counts:
             # On a writer's thread: the refused rows are handed on by committed(), on this one.
-            written = write_bisecting(writer.write_direct, batch)
+            written = write_bisecting(
+                lambda piece: rows_if_refused(writer.write_direct, piece), batch
+            )
             refused.extend(written.refused)
             return written.counts
 
@@ -396,7 +399,10 @@ class TableMover:
         self.ctx.set_phase("writing")
         self.ctx.set_record_hint(self._record_range(batch))
         write = self.dst.write_direct if direct else self.dst.merge_batch
-        written = write_bisecting(write, batch, check=self.ctx.check)
+        # A range a fast path refuses goes again as rows; rows the target refuses are bisected.
+        written = write_bisecting(
+            lambda piece: rows_if_refused(write, piece), batch, check=self.ctx.check
+        )
         failpoints.reach("after_target_commit")
         self.ctx.add(written.counts + Counts(rows_read=len(batch.refused)))
         self._bad_rows().handle([*batch.refused, *written.refused])
@@ -491,7 +497,7 @@ class TableMover:
             )
 
     def _stage(self, batch: Batch) -> Counts:
-        return Counts(rows_read=self.dst.stage_batch(batch))
+        return Counts(rows_read=rows_if_refused(self.dst.stage_batch, batch))
 
     # ------------------------------------------------------------------ helpers
 

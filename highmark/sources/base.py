@@ -19,14 +19,22 @@ class CopyRange(Protocol):
     def source_columns(self) -> list[str]: ...
 
     def stream(
-        self, select_list: list[str], *, binary: bool
+        self, select_list: list[str], *, binary: bool, options: str = ""
     ) -> AbstractContextManager[Iterator[bytes]]:
-        """COPY the range out, each column as the given SQL expression, in chunks of bytes."""
+        """COPY the range out, each column as the given SQL expression, in chunks of bytes (in
+        binary, or with the given COPY options)."""
         ...
 
     def rows(self) -> list[dict[str, Any]]:
-        """The range's rows as a row batch has them (a refused range is bisected row by row)."""
+        """The range's rows as canonical Python values, in primary-key order (the row path: a
+        range a fast path refused goes again as rows, a range the target refused is bisected)."""
         ...
+
+
+class RangeRefused(Exception):
+    """A destination's fast path could not take a range as it is (a value it would refuse or
+    alter there): nothing of the batch was written, and it is to be written again as rows, where
+    the row path's checks apply and a bad row is named."""
 
 
 @dataclass(frozen=True)

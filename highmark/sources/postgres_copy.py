@@ -1,4 +1,5 @@
-"""The bulk read path of PostgreSQL sources: key ranges streamed out with COPY.
+"""The bulk read path: key ranges streamed out of PostgreSQL with COPY (and, from any source,
+the key ranges that a destination's fast path pulls itself: highmark/destinations/ranges.py).
 
 Rows never become Python objects. The window is cut into ranges of about ``batch_size`` rows by
 probing the key at each boundary (an index-only scan of one batch), and each range is handed to
@@ -36,21 +37,24 @@ COPY_MIN_CHUNK_BYTES = 1 << 16
 class PostgresCopyRange:
     source: SqlSource
     where: ColumnElement[bool]
+    table: Any = None  # the table construct ``where`` is written over (rows() selects from it)
 
     @property
     def source_columns(self) -> list[str]:
         return [c.name for c in self.source.describe().columns]
 
     @contextmanager
-    def stream(self, select_list: list[str], *, binary: bool) -> Iterator[Iterator[bytes]]:
-        """``COPY (SELECT <select_list> FROM source WHERE <range>) TO STDOUT``, in chunks."""
+    def stream(
+        self, select_list: list[str], *, binary: bool, options: str = ""
+    ) -> Iterator[Iterator[bytes]]:
+        """``COPY (SELECT <select_list> FROM source WHERE <range>) TO STDOUT``, in chunks; in
+        binary, or with the given COPY ``options`` (``FORMAT csv, …``)."""
         engine = self.source.engine
         where = self.where.compile(dialect=engine.dialect)
-        preparer = engine.dialect.identifier_preparer
-        name = ".".join(preparer.quote(p) for p in self.source.describe().qualified_name.split("."))
+        name = self._quoted_name()
         statement = (
             f"COPY (SELECT {', '.join(select_list)} FROM {name} WHERE {where}) TO STDOUT"
-            + (" (FORMAT binary)" if binary else "")
+            + (" (FORMAT binary)" if binary else f" ({options})" if options else "")
         )
         with self.source._errors("cannot copy out of"), engine.connect() as conn:
             raw: Any = conn.connection.dbapi_connection
@@ -58,14 +62,34 @@ class PostgresCopyRange:
                 yield _chunks(raw)
             conn.rollback()
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The range's rows, read and converted as a row batch's (to bisect a refused range)."""
-        from sqlalchemy.sql.util import find_tables
+    @contextmanager
+    def fetch(self, select_list: list[str], size: int) -> Iterator[Iterator[list[Any]]]:
+        """``SELECT <select_list> FROM source WHERE <range>`` from a server-side cursor, in lists
+        of up to ``size`` tuples (the values as psycopg loads them: cast them in SQL to text
+        where the destination wants text)."""
+        engine = self.source.engine
+        where = self.where.compile(dialect=engine.dialect)
+        statement = f"SELECT {', '.join(select_list)} FROM {self._quoted_name()} WHERE {where}"
+        with self.source._errors("cannot read"), engine.connect() as conn:
+            raw: Any = conn.connection.dbapi_connection
+            with raw.cursor(name="highmark_range") as cursor:
+                cursor.itersize = size
+                cursor.execute(statement, where.params)
+                yield iter(lambda: cursor.fetchmany(size), [])
+            conn.rollback()
 
-        table = find_tables(self.where, check_columns=True)[0]
-        with self.source._errors("cannot read"), self.source.engine.connect() as conn:
-            raw_rows = conn.execute(select(table).where(self.where)).all()
-        return self.source._batch(raw_rows, lambda _row: None, by_pk=False).rows
+    def _quoted_name(self) -> str:
+        preparer = self.source.engine.dialect.identifier_preparer
+        return ".".join(preparer.quote(p) for p in self.source.describe().qualified_name.split("."))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The range's rows as canonical values, in primary-key order (the row path)."""
+        source = self.source
+        table = self.table if self.table is not None else source.describe().clause()
+        pk = [table.c[_name(source, c)] for c in source.job.primary_key]
+        with source._errors("cannot read"), source.engine.connect() as conn:
+            raw = conn.execute(select(table).where(self.where).order_by(*pk)).all()
+        return source._batch(raw, lambda _row: None, by_pk=False).rows
 
 
 def _chunks(raw: Any) -> Iterator[bytes]:
@@ -191,7 +215,10 @@ def _ranges(
     """Probe the key that ends each range (an index scan of one batch), then hand the range on."""
     previous: list[Any] | None = None
     while True:
-        remaining = where if previous is None else and_(where, _after(order, previous))
+        # The range's own bounds come first: SQLite takes an index scan's bounds from the first
+        # terms that give them, and the window's (its low mark, its high bound) would make each
+        # range scan from the window's start to its end.
+        remaining = where if previous is None else and_(_after(order, previous), where)
         with source._errors("cannot read"), source.engine.connect() as conn:
             boundary = conn.execute(
                 select(*order).where(remaining).order_by(*order).offset(batch_size - 1).limit(1)
@@ -204,13 +231,16 @@ def _ranges(
         if boundary is None:
             return
         values = list(boundary)
-        range_where = and_(remaining, ~_keyset_after(order, values))
+        # The redundant `c1 <= v1` bounds the range's index scan on SQLite, which takes no upper
+        # bound from the negated OR (each range would read to the window's end).
+        upper = order[0] <= bindparam(None, values[0], type_=NullType())
+        range_where = and_(upper, remaining, ~_keyset_after(order, values))
         found = describe(boundary, range_where)
         yield Batch(
             last_key=found.last_key,
             last_pk=found.last_pk,
             max_key_within=found.max_key_within,
-            copy=PostgresCopyRange(source, range_where),
+            copy=PostgresCopyRange(source, range_where, table),
         )
         if last:
             return

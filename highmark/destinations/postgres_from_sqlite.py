@@ -1,0 +1,110 @@
+"""SQLite → PostgreSQL: each key range read with sqlite3 as tuples and streamed into
+``COPY … FROM STDIN``, values passed in SQLite's own form wherever PostgreSQL reads that form as
+the row path would write it.
+
+A timestamp stored as text goes as it is into a ``timestamptz`` column, read in the source
+connection's zone (the COPY's transaction sets ``TimeZone`` to it, as the row path reads naive
+SQLite text); numbers, text and blobs go as they are. Any other value (an epoch number in a
+timestamp column, a date with a time, json text) goes through the row path's own converters. A
+value PostgreSQL cannot read fails the COPY: the range is refused and its batch written again
+as rows, where the error names the row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection
+
+from highmark.destinations.ranges import TargetPlan, columns_of, pg_literal
+from highmark.destinations.sqlite_attach import range_select
+from highmark.sources.base import CopyRange, RangeRefused
+from highmark.sources.postgres_copy import PostgresCopyRange
+from highmark.sqltypes import ColumnInfo, Family, TimestampKind
+
+FETCH_ROWS = 10_000
+# Python types a family's SQLite values may have to go into COPY untouched.
+_AS_IS: dict[Family, tuple[type, ...]] = {
+    Family.INTEGER: (int,),
+    Family.FLOAT: (float, int),
+    Family.DECIMAL: (int, float, str),
+    Family.STRING: (str,),
+    Family.BINARY: (bytes,),
+}
+
+
+def unavailable(source_url: Any) -> str | None:
+    from highmark.destinations.sqlite_attach import database_file
+
+    if database_file(source_url) is None:
+        return "the source is not a SQLite file on this machine"
+    return None
+
+
+class SqliteIntoPostgres:
+    parallel = False  # the source is one SQLite file
+
+    def __init__(self, plan: TargetPlan, source_file: str) -> None:
+        self.plan = plan
+        self.source_file = source_file
+        self.fixes: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, src, tgt, convert in columns_of(plan):
+            fix = _fix(src, tgt, convert)
+            if fix is not None:
+                self.fixes.append((i, fix))
+
+    def load(
+        self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
+    ) -> int:
+        assert isinstance(source_range, PostgresCopyRange)
+        statement, params = range_select(source_range, self.plan)
+        raw: Any = conn.connection.dbapi_connection
+        names = ", ".join(self.plan.quote(c) for c in columns)
+        fixes = self.fixes
+        loaded = 0
+        reader = sqlite3.connect(self.source_file)
+        try:
+            with raw.cursor() as cursor:
+                zone = pg_literal(str(ZoneInfo(self.plan.source_zone)))
+                cursor.execute(f"SET LOCAL TimeZone = {zone}")
+                with cursor.copy(f"COPY {quoted_table} ({names}) FROM STDIN") as copy:
+                    rows = reader.execute(statement, params)
+                    while chunk := rows.fetchmany(FETCH_ROWS):
+                        for row in chunk:
+                            if fixes:
+                                values = list(row)
+                                for i, fix in fixes:
+                                    values[i] = fix(values[i])
+                                copy.write_row(values)
+                            else:
+                                copy.write_row(row)
+                        loaded += len(chunk)
+                cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        except Exception as exc:
+            if _is_data_error(exc):
+                raise RangeRefused(f"the target refused a value: {exc}") from exc
+            raise
+        finally:
+            reader.close()
+        return loaded
+
+
+def _fix(
+    src: ColumnInfo, tgt: ColumnInfo, convert: Callable[[Any], Any]
+) -> Callable[[Any], Any] | None:
+    """What to do to a source value of this column before COPY, or None (nothing, ever)."""
+    if src.family is Family.TIMESTAMP and tgt.timestamp_kind is TimestampKind.AWARE:
+        return lambda v: v if v is None or v.__class__ is str else convert(v)
+    kept = _AS_IS.get(src.family) if src.family is tgt.family else None
+    if kept is None:
+        return lambda v: None if v is None else convert(v)
+    return lambda v: v if v is None or isinstance(v, kept) else convert(v)
+
+
+def _is_data_error(exc: Exception) -> bool:
+    from psycopg import errors
+
+    return isinstance(exc, errors.DataError | errors.IntegrityError)

@@ -1,0 +1,83 @@
+"""PostgreSQL → SQLite: each key range read from a server-side cursor with every value already in
+the form the row path writes into SQLite, and handed to sqlite3's ``executemany`` as it comes.
+
+PostgreSQL does the conversions the row path does in Python (timestamps to text in the target's
+zone, decimals and UUIDs to text, booleans to 0/1), so no value passes through a converter and no
+row becomes a dict. Columns of other kinds keep the job on the row path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection
+
+from highmark.destinations.ranges import TargetPlan, pg_literal, pg_name
+from highmark.sources.base import CopyRange, RangeRefused
+from highmark.sources.postgres_copy import PostgresCopyRange
+from highmark.sqltypes import ColumnInfo, Family, TimestampKind
+
+FETCH_ROWS = 10_000  # rows per executemany: memory stays small whatever the batch size
+
+
+def unavailable(plan: TargetPlan) -> str | None:
+    for source_name, target_name in plan.mapping:
+        src, tgt = plan.source.find(source_name), plan.target.find(target_name)
+        assert src is not None and tgt is not None
+        if _expression(src, tgt, "c", plan) is None:
+            return f"column {source_name} is {src.family} in the source, {tgt.family} in the target"
+    return None
+
+
+class PostgresIntoSqlite:
+    parallel = False  # one writer at a time in a SQLite file
+
+    def __init__(self, plan: TargetPlan) -> None:
+        self.plan = plan
+        self.expressions: list[str] = []
+        for source_name, target_name in plan.mapping:
+            src, tgt = plan.source.find(source_name), plan.target.find(target_name)
+            assert src is not None and tgt is not None
+            expression = _expression(src, tgt, pg_name(source_name), plan)
+            assert expression is not None
+            self.expressions.append(expression)
+
+    def load(
+        self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
+    ) -> int:
+        assert isinstance(source_range, PostgresCopyRange)
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        names = ", ".join(self.plan.quote(c) for c in columns)
+        statement = f"INSERT INTO {quoted_table} ({names}) VALUES ({', '.join('?' * len(columns))})"
+        loaded = 0
+        with source_range.fetch(self.expressions, FETCH_ROWS) as chunks:
+            for rows in chunks:
+                try:
+                    raw.executemany(statement, rows)
+                except sqlite3.IntegrityError as exc:
+                    raise RangeRefused(f"the target refused a row: {exc}") from exc
+                loaded += len(rows)
+        return loaded
+
+
+def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan) -> str | None:
+    """``column`` as PostgreSQL gives it in the row path's SQLite form, or None (no such form)."""
+    family = src.family
+    if family is Family.TIMESTAMP and tgt.family is Family.TIMESTAMP:
+        if src.timestamp_kind is not TimestampKind.AWARE:
+            column = f"({column} AT TIME ZONE {pg_literal(plan.source_zone)})"
+        zone = str(ZoneInfo(plan.target_zone))
+        return f"to_char({column} AT TIME ZONE {pg_literal(zone)}, 'YYYY-MM-DD HH24:MI:SS.US')"
+    if tgt.family is not family and not (family is Family.UUID and tgt.family is Family.STRING):
+        return None
+    if family in (Family.INTEGER, Family.FLOAT, Family.STRING):
+        return column
+    if family in (Family.DECIMAL, Family.UUID, Family.DATE):
+        return f"CAST({column} AS text)"
+    if family is Family.BOOLEAN:
+        return f"CAST({column} AS integer)"
+    if family is Family.JSON and type(src.type).__name__ == "JSONB":
+        return f"CAST({column} AS text)"  # jsonb's text is json.dumps of its value
+    return None

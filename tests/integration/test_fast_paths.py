@@ -1,0 +1,577 @@
+"""The fast paths of highmark/destinations/ranges.py write exactly what the row path writes.
+
+Each test loads one source twice — through the fast path, and through the row path (the fast
+path turned off) — into two targets, first load and then a delta (updates, inserts, soft
+deletes), and compares the targets value for value: SQLite → SQLite inside the engine (ATTACH,
+two files, time zones that differ), SQLite → PostgreSQL through COPY and → MariaDB through
+LOAD DATA LOCAL, PostgreSQL → MariaDB
+through LOAD DATA LOCAL and PostgreSQL → SQLite through a server cursor (every kind of text,
+NULLs, time zones, decimals, booleans, JSON), MariaDB → MariaDB inside the server, MariaDB →
+PostgreSQL and SQLite through an unbuffered cursor. A value the
+target refuses on the fast path sends its batch down the row path, which names it; a target
+server can never ask highmark for a local file; parallel first loads use the fast paths.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from highmark import Project
+from highmark import db as highmark_db
+from highmark.config.common import normalize_url
+from highmark.destinations import (
+    from_mariadb,
+    mariadb_from_sqlite,
+    mariadb_load,
+    mariadb_server,
+    postgres_from_sqlite,
+    ranges,
+    sqlite_attach,
+    sqlite_from_postgres,
+)
+from highmark.models import RunStatus
+from tests.helpers import create_orders, seed_orders, snapshot
+
+BATCH = 7
+
+
+def _job(source: str, target: str, table: str, **options: Any) -> dict[str, Any]:
+    return {
+        "load_type": "incremental",
+        "source": {"connection": source, "table": "things"},
+        "target": {"connection": target, "table": table},
+        "primary_key": ["id"],
+        "watermark": {"column": "updated_at", "type": "timestamp", "tiebreaker": "id"},
+        "soft_delete": {"column": "deleted_at", "mode": "mark"},
+        "batch_size": BATCH,
+        **options,
+    }
+
+
+class Spy:
+    """Counts the batches a fast path loaded; ``off`` turns the fast paths off (the row path)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, loader: type[Any]) -> None:
+        self.loaded = 0
+        self.monkeypatch = monkeypatch
+        original = loader.load
+
+        def load(this: Any, *args: Any) -> int:
+            self.loaded += 1
+            return int(original(this, *args))
+
+        monkeypatch.setattr(loader, "load", load)
+
+    def off(self) -> None:
+        self.monkeypatch.setattr(ranges, "range_loader", lambda *args: None)
+
+    def on(self) -> None:
+        self.monkeypatch.undo()
+
+
+def _run_both(project: Project, spy: Spy, fast_job: str, row_job: str) -> None:
+    before = spy.loaded
+    fast = project.run(fast_job)
+    assert fast.run_status is RunStatus.SUCCESS, fast.error_message
+    assert spy.loaded > before, "the fast path was not used"
+    original = ranges.range_loader
+    ranges.range_loader = lambda *args: None  # type: ignore[assignment]
+    try:
+        rows = project.run(row_job)
+    finally:
+        ranges.range_loader = original
+    assert rows.run_status is RunStatus.SUCCESS, rows.error_message
+    assert (fast.rows_read, fast.rows_written, fast.rows_updated, fast.rows_deleted) == (
+        rows.rows_read,
+        rows.rows_written,
+        rows.rows_updated,
+        rows.rows_deleted,
+    )
+
+
+# ---------------------------------------------------------------------------- SQLite → SQLite
+
+SQLITE_THINGS = (
+    "CREATE TABLE things (id INTEGER PRIMARY KEY, n BIGINT, price NUMERIC(12,2), ratio REAL, "
+    "label TEXT, flag BOOLEAN, born DATE, payload JSON, data BLOB, seen_at TIMESTAMP, "
+    "updated_at TIMESTAMP, deleted_at TIMESTAMP)"
+)
+# Timestamps as applications write them in SQLite: the row path's form and others.
+SEEN = [
+    "2024-03-01 10:00:00.000000",
+    "2024-03-01T10:00:00Z",
+    "2024-03-01 10:00:00",
+    "2024-03-01 12:00:00.5+02:00",
+    None,
+    1709287200,
+    "2024-03-01 10:00:00.123",
+]
+LABELS = ["plain", "quote ' and \" comma, tab\tnewline\nend", "", "NULL", "ünïcødé ✓", None, 42]
+
+
+def _sqlite_row(i: int, updated: str, *, blob: bool = True) -> tuple[Any, ...]:
+    row = (
+        i,
+        None if i % 5 == 0 else i * 1000,
+        None if i % 6 == 0 else f"{i}.{i % 100:02d}",
+        i / 7,
+        LABELS[i % len(LABELS)],
+        i % 2 if i % 9 else None,
+        f"2024-02-{1 + i % 28:02d}" if i % 4 else None,
+        json.dumps({"k": i, "list": [1, 2]}) if i % 3 else None,
+        bytes([i % 256, 0, 255]) if i % 8 else None,
+        SEEN[i % len(SEEN)],
+        updated,
+        None,
+    )
+    return row if blob else row[:8] + row[9:]
+
+
+def _seed_sqlite(path: Path, rows: int, *, blob: bool = True) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(SQLITE_THINGS if blob else SQLITE_THINGS.replace(", data BLOB", ""))
+    conn.executemany(
+        f"INSERT INTO things VALUES ({', '.join('?' * (12 if blob else 11))})",
+        [
+            _sqlite_row(i, f"2024-01-01 00:00:{i // 3:02d}.000000", blob=blob)
+            for i in range(1, rows + 1)
+        ],
+    )
+    conn.commit()
+    conn.close()
+
+
+def _sqlite_delta(path: Path, rows: int, *, blob: bool = True) -> None:
+    conn = sqlite3.connect(path)
+    later = "2024-01-02 00:00:00.000000"
+    conn.execute(
+        "UPDATE things SET label = 'changed', price = 1.5, updated_at = ? WHERE id % 4 = 1",
+        (later,),
+    )
+    conn.execute(
+        "UPDATE things SET deleted_at = ?, updated_at = ? WHERE id % 10 = 2", (later, later)
+    )
+    conn.executemany(
+        f"INSERT INTO things VALUES ({', '.join('?' * (12 if blob else 11))})",
+        [_sqlite_row(i, later, blob=blob) for i in range(rows + 1, rows + 9)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def _sqlite_content(path: Path, table: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+        return conn.execute(f"SELECT {typed} FROM {table} ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("source_zone", ["UTC", "Europe/Paris"])
+def test_sqlite_to_sqlite_inside_the_engine_writes_what_the_row_path_writes(
+    source_zone: str,
+    tmp_path: Path,
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    _seed_sqlite(source, 40)
+    spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
+    path = write_project(
+        connections={
+            "src": {"url": f"sqlite:///{source}", "timezone": source_zone},
+            "dst": f"sqlite:///{target}",
+        },
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+
+    _run_both(project, spy, "fast", "rows")
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+    assert len(_sqlite_content(target, "fast")) == 40
+
+    _sqlite_delta(source, 40)
+    _run_both(project, spy, "fast", "rows")
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+    deleted = [r for r in _sqlite_content(target, "fast") if r[-2] is not None]
+    assert len(deleted) == 4  # ids 2, 12, 22, 32: marked deleted
+
+
+@pytest.mark.parametrize("source_zone", ["UTC", "Europe/Paris"])
+def test_sqlite_to_postgresql_through_copy_writes_what_the_row_path_writes(
+    source_zone: str,
+    pg_url: str,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "source.db"
+    _seed_sqlite(source, 40)
+    spy = Spy(monkeypatch, postgres_from_sqlite.SqliteIntoPostgres)
+    path = write_project(
+        connections={"src": {"url": f"sqlite:///{source}", "timezone": source_zone}, "dst": pg_url},
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(pg_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_server_content(target, "fast")) == 40
+    assert _server_content(target, "fast") == _server_content(target, "by_rows")
+
+    _sqlite_delta(source, 40)
+    _run_both(project, spy, "fast", "rows")
+    assert _server_content(target, "fast") == _server_content(target, "by_rows")
+
+
+def test_sqlite_to_mariadb_through_load_data_writes_what_the_row_path_writes(
+    mysql_url: str,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "source.db"
+    _seed_sqlite(source, 40, blob=False)  # blobs have no CSV form: the row path takes those
+    spy = Spy(monkeypatch, mariadb_from_sqlite.SqliteIntoLoadData)
+    path = write_project(
+        connections={"src": f"sqlite:///{source}", "dst": mysql_url},
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(mysql_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_content(target, "fast")) == 40
+    assert _content(target, "fast") == _content(target, "by_rows")
+
+    _sqlite_delta(source, 40, blob=False)
+    _run_both(project, spy, "fast", "rows")
+    assert _content(target, "fast") == _content(target, "by_rows")
+
+
+def test_sqlite_in_one_file_moves_rows_inside_the_engine(
+    tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data.db"
+    _seed_sqlite(data, 30)
+    spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
+    url = f"sqlite:///{data}"
+    path = write_project(
+        connections={"db": url},
+        jobs={"fast": _job("db", "db", "fast"), "rows": _job("db", "db", "by_rows")},
+    )
+    project = Project.load(path)
+    _run_both(project, spy, "fast", "rows")
+    assert _sqlite_content(data, "fast") == _sqlite_content(data, "by_rows")
+
+
+# ---------------------------------------------------------------------------- PostgreSQL → MariaDB
+
+PG_THINGS = (
+    "CREATE TABLE things (id bigint PRIMARY KEY, n bigint, price numeric(12,2), ratio "
+    "double precision, label text, flag boolean, born date, at_time time, payload jsonb, "
+    "ref uuid, local_ts timestamp, seen_at timestamptz, updated_at timestamptz, "
+    "deleted_at timestamptz)"
+)
+PG_LABELS = [
+    "plain",
+    "quote \" and ' comma, semicolon; tab\tnewline\nreturn\rend",
+    "",
+    "NULL",
+    "back\\slash \\N \\t",
+    "form\ffeed vertical\x0btab",
+    "ünïcødé ✓ 𝄞",
+    None,
+]
+
+
+def _pg_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i,
+            "n": None if i % 5 == 0 else -i * 10**12,
+            "price": None if i % 6 == 0 else f"{i}.{i % 100:02d}",
+            "ratio": i / 7,
+            "label": PG_LABELS[i % len(PG_LABELS)],
+            "flag": None if i % 9 == 0 else bool(i % 2),
+            "born": None if i % 4 == 0 else f"2024-02-{1 + i % 28:02d}",
+            "at_time": f"{i % 24:02d}:30:15.25",
+            "payload": None if i % 3 == 0 else json.dumps({"k": i, "s": 'a,b"c'}),
+            "ref": f"00000000-0000-0000-0000-{i:012d}",
+            "local_ts": f"2024-03-10 0{i % 4}:30:00.5",
+            "seen_at": None if i % 7 == 0 else f"2024-03-31 0{i % 4}:30:00.123456+02",
+            "updated": updated,
+        }
+        for i in range(first, last + 1)
+    ]
+
+
+PG_INSERT = text(
+    "INSERT INTO things VALUES (:id, :n, CAST(:price AS numeric), :ratio, :label, :flag, "
+    "CAST(:born AS date), CAST(:at_time AS time), CAST(:payload AS jsonb), CAST(:ref AS uuid), "
+    "CAST(:local_ts AS timestamp), CAST(:seen_at AS timestamptz), "
+    "CAST(:updated AS timestamptz), NULL)"
+)
+
+
+def _server_content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+
+
+def _content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+    """Every value of ``table`` as stored (on SQLite, with its storage class)."""
+    if engine.dialect.name == "sqlite":
+        assert engine.url.database is not None
+        return _sqlite_content(Path(engine.url.database), table)
+    return _server_content(engine, table)
+
+
+@pytest.mark.parametrize("target_kind", ["mysql", "sqlite"])
+def test_postgresql_to_mariadb_and_sqlite_fast_paths_write_what_the_row_path_writes(
+    target_kind: str,
+    pg_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = engine_for(pg_url)
+    insert = PG_INSERT
+    with source.begin() as conn:
+        conn.execute(text(PG_THINGS))
+        if target_kind == "sqlite":  # SQLite has no time of day type the fast path writes
+            conn.execute(text("ALTER TABLE things DROP COLUMN at_time"))
+            insert = text(str(PG_INSERT).replace("CAST(:at_time AS time), ", ""))
+        conn.execute(insert, _pg_rows(1, 40, "2024-01-01 00:00:00+00"))
+    if target_kind == "mysql":
+        dst_url = str(request.getfixturevalue("mysql_url"))
+        spy = Spy(monkeypatch, mariadb_load.CopyIntoLoadData)
+    else:
+        dst_url = f"sqlite:///{tmp_path / 'target.db'}"
+        spy = Spy(monkeypatch, sqlite_from_postgres.PostgresIntoSqlite)
+    path = write_project(
+        connections={
+            "src": {"url": pg_url, "timezone": "America/New_York"},
+            "dst": {"url": dst_url, "timezone": "Asia/Kolkata"},
+        },
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(dst_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_content(target, "fast")) == 40
+    assert _content(target, "fast") == _content(target, "by_rows")
+
+    with source.begin() as conn:
+        later = "2024-01-02 00:00:00+00"
+        conn.execute(
+            text(
+                "UPDATE things SET label = 'a,\"b\"', price = 1.5, updated_at = :t WHERE id % 4 = 1"
+            ),
+            {"t": later},
+        )
+        conn.execute(
+            text("UPDATE things SET deleted_at = :t, updated_at = :t WHERE id % 10 = 2"),
+            {"t": later},
+        )
+        conn.execute(insert, _pg_rows(41, 48, later))
+    _run_both(project, spy, "fast", "rows")
+    assert _content(target, "fast") == _content(target, "by_rows")
+    assert len(_content(target, "fast")) == 48
+
+
+# ---------------------------------------------------------------------------- MariaDB → MariaDB
+
+MARIA_THINGS = (
+    "CREATE TABLE things (id BIGINT PRIMARY KEY, n BIGINT, price DECIMAL(12,2), ratio DOUBLE, "
+    "label TEXT, flag BOOLEAN, born DATE, at_time TIME(6), ref CHAR(36), local_ts DATETIME(6), "
+    "seen_at TIMESTAMP(6) NULL, updated_at DATETIME(6), deleted_at DATETIME(6))"
+)
+MARIA_INSERT = text(
+    "INSERT INTO things VALUES (:id, :n, :price, :ratio, :label, :flag, :born, :at_time, :ref, "
+    ":local_ts, :seen_at, :updated, NULL)"
+)
+
+
+def _maria_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
+    rows = _pg_rows(first, last, updated)
+    for row in rows:
+        row.pop("payload")
+        row["seen_at"] = row["seen_at"] and row["seen_at"][:-3]
+    return rows
+
+
+def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
+    mysql_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = engine_for(mysql_url)
+    with engine.begin() as conn:
+        conn.execute(text(MARIA_THINGS))
+        conn.execute(MARIA_INSERT, _maria_rows(1, 40, "2024-01-01 00:00:00"))
+    spy = Spy(monkeypatch, mariadb_server.InsertSelectInServer)
+    path = write_project(
+        connections={"db": mysql_url},
+        jobs={"fast": _job("db", "db", "fast"), "rows": _job("db", "db", "by_rows")},
+    )
+    project = Project.load(path)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_server_content(engine, "fast")) == 40
+    assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
+
+    with engine.begin() as conn:
+        later = "2024-01-02 00:00:00"
+        conn.execute(
+            text("UPDATE things SET label = 'x', price = 1.5, updated_at = :t WHERE id % 4 = 1"),
+            {"t": later},
+        )
+        conn.execute(
+            text("UPDATE things SET deleted_at = :t, updated_at = :t WHERE id % 10 = 2"),
+            {"t": later},
+        )
+        conn.execute(MARIA_INSERT, _maria_rows(41, 48, later))
+    _run_both(project, spy, "fast", "rows")
+    assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
+
+
+@pytest.mark.parametrize(
+    ("target_kind", "source_zone"), [("postgresql", "Europe/Paris"), ("sqlite", "UTC")]
+)
+def test_mariadb_to_postgresql_and_sqlite_fast_paths_write_what_the_row_path_writes(
+    target_kind: str,
+    source_zone: str,
+    mysql_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = engine_for(mysql_url)
+    insert = MARIA_INSERT
+    with source.begin() as conn:
+        conn.execute(text(MARIA_THINGS))
+        if target_kind == "sqlite":  # the row path writes times of day in a form of its own
+            conn.execute(text("ALTER TABLE things DROP COLUMN at_time"))
+            insert = text(str(MARIA_INSERT).replace(":at_time, ", ""))
+        conn.execute(insert, _maria_rows(1, 40, "2024-01-01 00:00:00"))
+    if target_kind == "postgresql":
+        dst_url = str(request.getfixturevalue("pg_url"))
+        spy = Spy(monkeypatch, from_mariadb.MariadbIntoPostgres)
+    else:
+        dst_url = f"sqlite:///{tmp_path / 'target.db'}"
+        spy = Spy(monkeypatch, from_mariadb.MariadbIntoSqlite)
+    path = write_project(
+        connections={"src": {"url": mysql_url, "timezone": source_zone}, "dst": dst_url},
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+    target = engine_for(dst_url)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_content(target, "fast")) == 40
+    assert _content(target, "fast") == _content(target, "by_rows")
+
+    with source.begin() as conn:
+        later = "2024-01-02 00:00:00"
+        conn.execute(
+            text("UPDATE things SET label = 'x', price = 1.5, updated_at = :t WHERE id % 4 = 1"),
+            {"t": later},
+        )
+        conn.execute(
+            text("UPDATE things SET deleted_at = :t, updated_at = :t WHERE id % 10 = 2"),
+            {"t": later},
+        )
+        conn.execute(insert, _maria_rows(41, 48, later))
+    _run_both(project, spy, "fast", "rows")
+    assert _content(target, "fast") == _content(target, "by_rows")
+
+
+def test_a_value_the_target_refuses_sends_its_batch_down_the_row_path(
+    pg_url: str,
+    mysql_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    seed_orders(engine_for(pg_url), 20, per_timestamp=1)
+    target = engine_for(mysql_url)
+    create_orders(target)
+    with target.begin() as conn:
+        conn.execute(text("ALTER TABLE orders ADD CONSTRAINT no_13 CHECK (id <> 13)"))
+    job = {
+        **_job("src", "dst", "orders", batch_size=5),
+        "source": {"connection": "src", "table": "orders"},
+    }
+    path = write_project(connections={"src": pg_url, "dst": mysql_url}, jobs={"sync": job})
+
+    # LOAD DATA LOCAL would skip id 13 with a warning: the batch is written again as rows,
+    # where the check fails the run and is named.
+    failed = Project.load(path).run("sync")
+
+    assert failed.run_status is RunStatus.FAILED
+    assert "no_13" in (failed.error_message or "")
+    with target.connect() as conn:
+        ids = [r[0] for r in conn.execute(text("SELECT id FROM orders ORDER BY id"))]
+    assert ids == list(range(1, 11))  # the batches before it, and nothing of its own
+
+
+def test_a_target_server_cannot_ask_for_a_local_file(mysql_url: str) -> None:
+    engine = highmark_db.get_engine(normalize_url(mysql_url, Path.cwd()), "target")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (line TEXT)"))
+        with pytest.raises(OperationalError, match="highmark sends none"):
+            conn.execute(text("LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE notes"))
+
+
+@pytest.mark.parametrize(
+    "pair", ["postgresql-mysql", "mysql-mysql", "mysql-postgresql", "sqlite-sqlite"]
+)
+def test_parallel_first_loads_on_the_fast_paths(
+    pair: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    urls = {
+        "sqlite": lambda label: f"sqlite:///{tmp_path / (label + '.db')}",
+        "postgresql": lambda _label: str(request.getfixturevalue("pg_url")),
+        "mysql": lambda _label: str(request.getfixturevalue("mysql_url")),
+    }
+    source_kind, target_kind = pair.split("-")
+    src_url, dst_url = urls[source_kind]("src"), urls[target_kind]("dst")
+    source, target = engine_for(src_url), engine_for(dst_url)
+    seed_orders(source, 300, per_timestamp=3)
+    job = {
+        **_job("src", "dst", "orders_copy", batch_size=20, parallelism=3),
+        "source": {"connection": "src", "table": "orders"},
+    }
+    path = write_project(connections={"src": src_url, "dst": dst_url}, jobs={"sync": job})
+
+    first = Project.load(path).run("sync")
+
+    assert first.run_status is RunStatus.SUCCESS, first.error_message
+    assert (first.rows_read, first.rows_written) == (300, 300)
+    assert snapshot(target, "orders_copy") == snapshot(source, "orders")
+    serial = [note for note in first.notes or [] if "parallelism 3 not used" in note]
+    # A SQLite file has one writer: its ranges load one after another, and the run says so.
+    assert bool(serial) == (target_kind == "sqlite")
