@@ -35,7 +35,12 @@ class WorkerSettings(Strict):
 
 
 AlertEvent = Literal[
-    "failed", "consecutive_failures", "recovered", "stale", "cdc_lag", "schema_changed",
+    "failed",
+    "consecutive_failures",
+    "recovered",
+    "stale",
+    "cdc_lag",
+    "schema_changed",
     "rows_rejected",
 ]
 ALERT_EVENTS: tuple[str, ...] = (

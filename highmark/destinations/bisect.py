@@ -38,7 +38,7 @@ from typing import Any
 
 from highmark.destinations.refusal import describe, is_data_error, row_hint
 from highmark.models import Counts, RefusedRow
-from highmark.sources.base import Batch
+from highmark.sources.base import Batch, RangeRefused
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,28 @@ def write_bisecting(
 
     ``check`` runs before each retried piece (a run stopped meanwhile stops here);
     ``give_up_after`` lone rows refused before any is written raise the first error (None: never).
-    ``rows_read`` of the result counts every row of the batch, the refused included."""
+    ``rows_read`` of the result counts every row of the batch, the refused included.
+
+    A key range that a destination's fast path refuses (RangeRefused: a value it would alter or
+    refuse there) is read as rows and written again the row path's way, bisected in its turn; the
+    rows of a range whose values cannot be converted are refused, named."""
     try:
         return Written(write(batch), [])
+    except RangeRefused as exc:
+        if batch.copy is None:
+            raise
+        log.warning("a batch goes through Python: %s", exc)
+        read = batch.copy.read()
+        again = write_bisecting(
+            write, Batch(rows=read.rows), check=check, give_up_after=give_up_after
+        )
+        counts = again.counts.with_read(again.counts.rows_read + len(read.refused))
+        return Written(counts, [*read.refused, *again.refused])
     except Exception as exc:
         if not is_data_error(exc):
             raise
         first = exc
-    rows = batch_rows(batch)
+    rows, unreadable = batch_rows(batch)
     log.info("a batch of %s row(s) was refused (%s): bisecting", len(rows), describe(first).message)
     counts = Counts()
     refused: list[RefusedRow] = []
@@ -105,14 +119,16 @@ def write_bisecting(
             refused.append(RefusedRow(rows[start], describe(exc)))
             if give_up_after is not None and not counts.rows_read and len(refused) >= give_up_after:
                 raise first from None
-    return Written(counts.with_read(len(rows)), refused)
+    return Written(counts.with_read(len(rows) + len(unreadable)), [*unreadable, *refused])
 
 
-def batch_rows(batch: Batch) -> list[dict[str, Any]]:
-    """The rows of a batch; a COPY range is read from its source (about ``batch_size`` rows)."""
+def batch_rows(batch: Batch) -> tuple[list[dict[str, Any]], list[RefusedRow]]:
+    """The rows of a batch; a key range is read from its source (about ``batch_size`` rows),
+    with the rows whose values could not be converted (refused, named)."""
     if batch.rows or batch.copy is None:
-        return batch.rows
-    return batch.copy.rows()
+        return batch.rows, []
+    read = batch.copy.read()
+    return read.rows, read.refused
 
 
 def _halves(start: int, end: int) -> list[tuple[int, int]]:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
+from highmark.errors import SourceError
 from highmark.sources.base import Batch, CopyRange, RangeRefused
 from highmark.sqlschema import TableSchema
 from highmark.sqltypes import ColumnInfo, Converter
@@ -143,7 +144,11 @@ def rows_if_refused(write: Callable[[Batch], T], batch: Batch) -> T:
         if batch.copy is None:
             raise
         log.warning("a batch goes through Python: %s", refused)
-        return write(replace(batch, rows=batch.copy.rows(), copy=None))
+        read = batch.copy.read()
+        if read.refused:
+            # No caller here keeps bad rows (the movers bisect: bisect.write_bisecting).
+            raise SourceError(read.refused[0].refusal.message, retryable=False) from refused
+        return write(replace(batch, rows=read.rows, copy=None))
 
 
 def columns_of(plan: TargetPlan) -> Iterator[tuple[int, ColumnInfo, ColumnInfo, Converter]]:

@@ -119,6 +119,12 @@ class SqliteRanges:
             return int(raw.execute(statement, params).rowcount)
         except sqlite3.IntegrityError as exc:  # a constraint of the target: the row path names it
             raise RangeRefused(f"the target refused a row: {exc}") from exc
+        except sqlite3.OperationalError as exc:
+            if "user-defined function raised exception" not in str(exc):
+                raise
+            # A value the row path's converter cannot read (an unparsable timestamp text): the
+            # row path reads the range again and names the row.
+            raise RangeRefused(f"a value could not be converted: {exc}") from exc
 
 
 def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:

@@ -21,7 +21,6 @@ from highmark.bad_rows import BadRows
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import ProjectConfig, TableJobSpec
 from highmark.destinations.bisect import write_bisecting
-from highmark.destinations.ranges import rows_if_refused
 from highmark.destinations.sql import SqlDestination
 from highmark.errors import SourceError
 from highmark.models import (
@@ -304,9 +303,7 @@ class TableMover:
 
         def write(writer: SqlDestination, batch: Batch) -> Counts:
             # On a writer's thread: the refused rows are handed on by committed(), on this one.
-            written = write_bisecting(
-                lambda piece: rows_if_refused(writer.write_direct, piece), batch
-            )
+            written = write_bisecting(writer.write_direct, batch)
             refused.extend(written.refused)
             return written.counts
 
@@ -400,9 +397,7 @@ class TableMover:
         self.ctx.set_record_hint(self._record_range(batch))
         write = self.dst.write_direct if direct else self.dst.merge_batch
         # A range a fast path refuses goes again as rows; rows the target refuses are bisected.
-        written = write_bisecting(
-            lambda piece: rows_if_refused(write, piece), batch, check=self.ctx.check
-        )
+        written = write_bisecting(write, batch, check=self.ctx.check)
         failpoints.reach("after_target_commit")
         self.ctx.add(written.counts + Counts(rows_read=len(batch.refused)))
         self._bad_rows().handle([*batch.refused, *written.refused])
@@ -497,7 +492,7 @@ class TableMover:
             )
 
     def _stage(self, batch: Batch) -> Counts:
-        return Counts(rows_read=rows_if_refused(self.dst.stage_batch, batch))
+        return Counts(rows_read=self.dst.stage_batch(batch))
 
     # ------------------------------------------------------------------ helpers
 

@@ -25,9 +25,10 @@ class CopyRange(Protocol):
         binary, or with the given COPY options)."""
         ...
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The range's rows as canonical Python values, in primary-key order (the row path: a
-        range a fast path refused goes again as rows, a range the target refused is bisected)."""
+    def read(self) -> Batch:
+        """The range's rows as canonical Python values, in primary-key order, and the rows whose
+        values could not be converted (``refused``): the row path, for a range a fast path
+        refused or the target refused (then bisected)."""
         ...
 
 

@@ -21,8 +21,9 @@ from sqlalchemy import and_, bindparam, not_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
-from highmark.models import Watermark, WatermarkType
+from highmark.models import Watermark, WatermarkType, later_of
 from highmark.sources.base import Batch
+from highmark.sources.conversion import CONVERSION_ERRORS
 from highmark.sqltypes import read_converter
 
 if TYPE_CHECKING:
@@ -82,14 +83,15 @@ class PostgresCopyRange:
         preparer = self.source.engine.dialect.identifier_preparer
         return ".".join(preparer.quote(p) for p in self.source.describe().qualified_name.split("."))
 
-    def rows(self) -> list[dict[str, Any]]:
-        """The range's rows as canonical values, in primary-key order (the row path)."""
+    def read(self) -> Batch:
+        """The range's rows as canonical values, in primary-key order (the row path), and those
+        that could not be converted."""
         source = self.source
         table = self.table if self.table is not None else source.describe().clause()
         pk = [table.c[_name(source, c)] for c in source.job.primary_key]
         with source._errors("cannot read"), source.engine.connect() as conn:
             raw = conn.execute(select(table).where(self.where).order_by(*pk)).all()
-        return source._batch(raw, lambda _row: None, by_pk=False).rows
+        return source._batch(raw, lambda _row: None, by_pk=False)
 
 
 def _chunks(raw: Any) -> Iterator[bytes]:
@@ -235,16 +237,46 @@ def _ranges(
         # bound from the negated OR (each range would read to the window's end).
         upper = order[0] <= bindparam(None, values[0], type_=NullType())
         range_where = and_(upper, remaining, ~_keyset_after(order, values))
-        found = describe(boundary, range_where)
-        yield Batch(
-            last_key=found.last_key,
-            last_pk=found.last_pk,
-            max_key_within=found.max_key_within,
-            copy=PostgresCopyRange(source, range_where, table),
-        )
+        copy_range = PostgresCopyRange(source, range_where, table)
+        try:
+            found = describe(boundary, range_where)
+        except CONVERSION_ERRORS:
+            # A key of the range cannot be read (an unparsable timestamp text in a SQLite
+            # source): the range goes the row path, where its rows at fault are refused, named.
+            yield _as_rows(source, copy_range)
+        else:
+            yield Batch(
+                last_key=found.last_key,
+                last_pk=found.last_pk,
+                max_key_within=found.max_key_within,
+                copy=copy_range,
+            )
         if last:
             return
         previous = values
+
+
+def _as_rows(source: SqlSource, copy_range: PostgresCopyRange) -> Batch:
+    """A range read as a row batch: its readable rows, the rows refused, and the greatest key
+    that could be read (in key and primary-key order, so both marks it moves are right)."""
+    from highmark.sources.sql import tolerant_key  # sources.sql imports this module
+
+    read = copy_range.read()
+    every = [*read.rows, *(r.row for r in read.refused)]
+    last_key = None
+    if source.job.watermark is not None:
+        key = tolerant_key(source._key_of)
+        for found in map(key, every):
+            last_key = later_of(last_key, found)
+    pk = [_name(source, c) for c in source.job.primary_key]
+    last_pk = max((tuple(row[c] for c in pk) for row in read.rows), default=None)
+    return Batch(
+        rows=read.rows,
+        refused=read.refused,
+        last_key=last_key,
+        last_pk=last_pk,
+        max_key_within=last_key,
+    )
 
 
 def _max_key_within(

@@ -402,7 +402,7 @@ class SqlSource:
             every = [c.row for c in converted]  # key order, bad rows included (for the keys)
             rows = [c.row for c in converted if c.refused is None]
             refused = [c.refused for c in converted if c.refused is not None]
-            key_of = _tolerant(key_of)
+            key_of = tolerant_key(key_of)
         if not by_pk:
             # Rows come in key order: the last row with a key holds the greatest.
             last_key = next((k for k in map(key_of, reversed(every)) if k is not None), None)
@@ -469,7 +469,7 @@ class SqlSource:
         """Sources hold no connection between reads."""
 
 
-def _tolerant(
+def tolerant_key(
     key_of: Callable[[dict[str, Any]], Watermark | None],
 ) -> Callable[[dict[str, Any]], Watermark | None]:
     """``key_of`` that gives None for a row whose key itself could not be read."""

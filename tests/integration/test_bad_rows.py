@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Engine, Index, text
+from sqlalchemy import CheckConstraint, Engine, Index, String, text
 
 from highmark import Project, RunStatus
 from tests.helpers import (
@@ -332,22 +332,30 @@ def test_retention_purges_quarantined_rows_with_their_run(
 
 
 def test_a_value_too_long_on_mariadb_strict_mode_is_a_bad_row(
-    mysql_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+    mysql_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
-    engine = engine_for(mysql_url)
-    table = create_orders(engine)
+    """SQLite declares VARCHAR(20) but keeps a longer text: the MariaDB target made from that
+    declaration (strict mode) refuses the row, which alone is quarantined."""
+    source_url = f"sqlite:///{tmp_path / 'shop.db'}"
+    source = engine_for(source_url)
+    table = orders_table()
+    table.c.customer.type = String(20)
+    table.metadata.create_all(source)
     rows = [order(i) for i in range(1, 2001)]
-    rows[776]["customer"] = "a customer name far longer than the target's column"
-    insert_orders(engine, table, rows)
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE orders_copy (id BIGINT PRIMARY KEY, customer VARCHAR(20) NOT NULL, "
-                "amount NUMERIC(12, 2) NOT NULL, updated_at DATETIME(6) NOT NULL, "
-                "deleted_at DATETIME(6) NULL)"
-            )
-        )
-    project = _project(write_project, mysql_url, on_bad_rows="quarantine")
+    rows[776]["customer"] = "a customer name far longer than the declared twenty"
+    insert_orders(source, table, rows)
+    job = {
+        **copy_job(on_bad_rows="quarantine"),
+        "source": {"connection": "shop", "table": "orders"},
+        "target": {"connection": "dw", "table": "orders_copy"},
+    }
+    path = write_project(
+        control=mysql_url, connections={"shop": source_url, "dw": mysql_url}, jobs={JOB: job}
+    )
+    project = Project.load(path)
 
     run = project.run(JOB)
 
@@ -355,7 +363,7 @@ def test_a_value_too_long_on_mariadb_strict_mode_is_a_bad_row(
     (rejected,) = project.store.rejected_rows(JOB)
     assert (rejected.source_record_id, rejected.error_column) == (777, "customer")
     assert "too long" in rejected.error_message
-    assert len(snapshot(engine, "orders_copy")) == 1999
+    assert len(snapshot(engine_for(mysql_url), "orders_copy")) == 1999
 
 
 def test_a_parallel_first_load_bisects_the_range_that_holds_a_bad_row(

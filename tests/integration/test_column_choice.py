@@ -122,9 +122,7 @@ def test_columns_exclude_and_mask(
 
     typo = project.run("typo")
     assert typo.run_status is RunStatus.FAILED
-    assert typo.error_message == (
-        "job typo: columns: column 'e_mail' does not exist in source table people"
-    )
+    assert typo.error_message == ("columns: column 'e_mail' does not exist in source table people")
     assert not inspect(engine).has_table("people_typo")
     for run in project.runs():
         assert KEY not in f"{run.error_message} {run.notes} {run.error_details}"
