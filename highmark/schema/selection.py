@@ -19,6 +19,7 @@ from sqlalchemy import types as sqltypes
 
 from highmark.config import TableJobSpec
 from highmark.errors import SourceError
+from highmark.sources.conversion import CONVERSION_ERRORS
 from highmark.sqlschema import TableSchema
 from highmark.sqltypes import ColumnInfo, Converter, Family, read_converter
 
@@ -70,7 +71,11 @@ def masker(column: ColumnInfo, zone: ZoneInfo, key: str) -> Converter:
     def mask(value: object) -> str | None:
         if value is None:
             return None
-        canonical = read(value) if read is not None else value
+        try:
+            canonical = read(value) if read is not None else value
+        except CONVERSION_ERRORS:
+            # Never a bad row: its source_data and error would carry the value it must hide.
+            canonical = value
         return hmac.new(secret, _text(canonical).encode(), hashlib.sha256).hexdigest()
 
     return mask

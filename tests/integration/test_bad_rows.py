@@ -383,3 +383,37 @@ def test_a_parallel_first_load_bisects_the_range_that_holds_a_bad_row(
     assert [r.source_record_id for r in project.store.rejected_rows(JOB)] == [1234]
     copied = [r["id"] for r in snapshot(engine, "orders_copy")]
     assert copied == [i for i in range(1, 3001) if i != 1234]
+
+
+def test_a_masked_value_that_cannot_be_read_is_hashed_never_shown(
+    tmp_path: Path, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """A masked column is hashed from its raw value when it cannot be read as its type: the
+    row is no bad row, so the value it hides is in no rejected row, error or note."""
+    source_url = f"sqlite:///{tmp_path / 'shop.db'}"
+    with engine_for(source_url).begin() as conn:
+        conn.execute(text("CREATE TABLE people (id INTEGER PRIMARY KEY, born DATETIME)"))
+        conn.execute(text("INSERT INTO people VALUES (1, '1990-05-01 00:00:00'), (2, 'secret!')"))
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    job = {
+        "load_type": "full",
+        "source": {"connection": "shop", "table": "people"},
+        "target": {"connection": "warehouse", "table": "people"},
+        "primary_key": ["id"],
+        "mask_columns": ["born"],
+        "mask_key": "a-key-long-enough-for-hmac",
+        "on_bad_rows": "quarantine",
+    }
+    path = write_project(
+        control=url, connections={"shop": source_url, "warehouse": url}, jobs={"people": job}
+    )
+    project = Project.load(path)
+
+    run = project.run("people")
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    assert run.rows_rejected == 0 and not project.store.rejected_rows("people")
+    with engine_for(url).connect() as conn:
+        hashed = dict(conn.execute(text("SELECT id, born FROM people")).all())
+    assert len(hashed[2]) == 64 and "secret" not in str(hashed)
+    assert "secret" not in f"{run.notes} {run.error_details}"
