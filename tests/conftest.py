@@ -59,7 +59,8 @@ def _dispose_engines() -> Iterator[None]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     name = _name()
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: a test may restart the server (tests/cdc/test_server_restart.py) under the pool
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
@@ -92,7 +93,7 @@ def _drop_slots(conn: Any, database: str) -> None:
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     name = _name()
-    admin = create_engine(MYSQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(MYSQL_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     try:
