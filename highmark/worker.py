@@ -103,9 +103,10 @@ class Worker:
 
     def run(self) -> WorkerResult:
         """Work until stopped (or, with ``once``, until what was due is done)."""
-        for job in self.config.jobs.values():
-            job.preload()
         with self._only_worker_on_sqlite(), self._signals():
+            # Under the signal handlers: a SIGTERM while movers import is a clean stop.
+            for job in self.config.jobs.values():
+                job.preload()
             log.info(
                 "worker %s started: concurrency %s, control store %s",
                 self.worker_id, self.concurrency, self.store.engine.url.render_as_string(),

@@ -76,8 +76,11 @@ def worker(
 ) -> None:
     """Run jobs when their cron schedule says, in child processes, until SIGTERM."""
     project = ctx.project
+    # Made before the metrics server starts, so that its first answer comes from a worker that
+    # is about to take SIGTERM as a clean stop.
+    work = project.worker(concurrency=concurrency, worker_id=worker_id, once=once)
     with _metrics_server(project, metrics_host, metrics_port):
-        result = project.worker(concurrency=concurrency, worker_id=worker_id, once=once).run()
+        result = work.run()
     if once and not result.all_succeeded:
         sys.exit(EXIT_RUN_FAILED)
 

@@ -143,7 +143,7 @@ def test_run_from_the_jobs_page_and_read_a_failure(browser: Any, server: str) ->
         jobs.wait_for_url(re.compile(r"/jobs/sync\?notice="))
         expect(jobs.locator(".flash.ok")).to_contain_text("started")
         first = jobs.locator("#runs tbody tr").first
-        expect(first.locator("td").nth(8)).to_have_text("api")
+        expect(first.locator("td").nth(9)).to_have_text("api")  # the By column
         # The page refreshes itself while the run is live, until it shows the end.
         expect(first.locator(".badge").first).to_have_text("success", timeout=WAIT_MS)
         expect(first.locator("td").nth(4)).to_have_text("30")
