@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from highmark import failpoints
 from highmark.checkpoint import range_fields
 from highmark.config import TableJobSpec
-from highmark.destinations.ranges import rows_if_refused
 from highmark.models import Counts, Watermark
 from highmark.sources import postgres_copy
 from highmark.sources.base import Batch
@@ -144,12 +143,12 @@ def load_ranges(
     *,
     before_each: Callable[[], None],
     committed: Callable[[Counts], None],
-    write: Callable[[SqlDestination, Batch], Counts] | None = None,
+    write: Callable[[SqlDestination, Batch], Counts],
 ) -> None:
     """Load every range not yet done, one per writer at a time. ``before_each`` runs before a
     range is started (cancellation, lease), ``committed`` after one committed (counts,
     checkpoint); both on this thread, which alone touches the control store. ``write`` writes a
-    range on a writer's thread (by default, straight into the target). When a range fails
+    range on a writer's thread (bisecting what the target refuses). When a range fails
     or the run is stopped, the ranges under way finish (or fail) and are recorded first."""
     free = list(writers)
     running: dict[Future[Counts], tuple[_Range, SqlDestination]] = {}
@@ -189,11 +188,8 @@ def load_ranges(
 def _write(
     writer: SqlDestination,
     batch: Batch,
-    write: Callable[[SqlDestination, Batch], Counts] | None,
+    write: Callable[[SqlDestination, Batch], Counts],
 ) -> Counts:
-    if write is not None:
-        counts = write(writer, batch)
-    else:
-        counts = rows_if_refused(writer.write_direct, batch)
+    counts = write(writer, batch)
     failpoints.reach("after_target_commit")
     return counts

@@ -18,20 +18,19 @@ its own module and chosen here by what the two ends can do:
 
 A pair with no fast path, or a job whose rows must pass through Python, keeps the row path. A fast
 path that cannot take a batch as it is raises :class:`RangeRefused` before anything of it is
-committed; :func:`rows_if_refused` then writes that batch again as rows.
+committed; the bisecting write (destinations/bisect.py) then writes that batch again as rows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
-from highmark.errors import SourceError
-from highmark.sources.base import Batch, CopyRange, RangeRefused
+from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sqlschema import TableSchema
 from highmark.sqltypes import ColumnInfo, Converter
 
@@ -134,21 +133,6 @@ def range_loader(
             return sqlite_from_postgres.PostgresIntoSqlite(plan)
         log.info("job %s: rows go through Python: %s", job.job_id, reason)
     return None
-
-
-def rows_if_refused(write: Callable[[Batch], T], batch: Batch) -> T:
-    """``write(batch)``; a range that the fast path refused is written again as rows."""
-    try:
-        return write(batch)
-    except RangeRefused as refused:
-        if batch.copy is None:
-            raise
-        log.warning("a batch goes through Python: %s", refused)
-        read = batch.copy.read()
-        if read.refused:
-            # No caller here keeps bad rows (the movers bisect: bisect.write_bisecting).
-            raise SourceError(read.refused[0].refusal.message, retryable=False) from refused
-        return write(replace(batch, rows=read.rows, copy=None))
 
 
 def columns_of(plan: TargetPlan) -> Iterator[tuple[int, ColumnInfo, ColumnInfo, Converter]]:
