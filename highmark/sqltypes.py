@@ -374,6 +374,9 @@ def compatible(source: ColumnInfo, target: ColumnInfo) -> bool:
 
 def describe_type(column: ColumnInfo) -> str:
     try:
-        return str(column.type.compile())
+        described = str(column.type.compile())
     except Exception:  # some reflected types compile only on their own dialect
-        return type(column.type).__name__
+        described = type(column.type).__name__
+    if getattr(column.type, "timezone", False) and "TIME ZONE" not in described:
+        described += " WITH TIME ZONE"  # the generic compiler drops it: say it, it matters
+    return described

@@ -154,7 +154,7 @@ class SqlDestination:
             source, target,
             source_table=self.job.source.table, target_table=self.ref.table,
             primary_key=self.job.primary_key, policy=self.job.schema_changes,
-            managed=self.managed_columns(),
+            managed=self.managed_columns(), target_zone=self.connection.timezone,
         )  # fmt: skip
         plan.refuse()
         if plan.alterations:

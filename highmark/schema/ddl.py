@@ -25,6 +25,8 @@ class Alteration:
     type: sqltypes.TypeEngine[Any]
     add: bool
     nullable: bool = True
+    # A naive timestamp column widened to timestamptz: the zone its wall times are in.
+    wall_time_zone: str | None = None
 
 
 def _dialect(name: str) -> Dialect:
@@ -57,7 +59,11 @@ def statement(connection: Connection, table: str, change: Alteration) -> str:
     if change.add:
         return f"ALTER TABLE {table} ADD COLUMN {column} {type_sql}"
     if dialect == "postgresql":
-        return f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {type_sql}"
+        using = ""
+        if change.wall_time_zone is not None:
+            zone = change.wall_time_zone.replace("'", "''")
+            using = f" USING {column} AT TIME ZONE '{zone}'"
+        return f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {type_sql}{using}"
     null = "NULL" if change.nullable else "NOT NULL"
     return f"ALTER TABLE {table} MODIFY COLUMN {column} {type_sql} {null}"
 

@@ -24,7 +24,7 @@ from highmark.config.columns import SchemaPolicy
 from highmark.errors import SchemaConflictError
 from highmark.schema.change import ChangeKind, SchemaChange
 from highmark.schema.ddl import Alteration, compile_type
-from highmark.schema.types import Fit, adapt, judge, words
+from highmark.schema.types import Fit, adapt, gains_a_zone, judge, words
 from highmark.sqlschema import TableSchema
 from highmark.sqltypes import describe_type, target_type
 
@@ -64,9 +64,11 @@ def plan_changes(
     primary_key: list[str],
     policy: SchemaPolicy,
     managed: list[str] | None = None,
+    target_zone: str = "UTC",
 ) -> SchemaPlan:
     """Compare ``source`` with ``target`` (on the target's dialect) under ``policy``;
-    ``managed`` target columns are highmark's own (a soft-delete mark), never the source's."""
+    ``managed`` target columns are highmark's own (a soft-delete mark), never the source's;
+    ``target_zone`` is the zone of the target's naive timestamps (its connection's)."""
     dialect = target.dialect
     keys = {k.lower() for k in primary_key}
     plan = SchemaPlan(source_table, target_table, policy)
@@ -106,9 +108,11 @@ def plan_changes(
                     f"{describe_type(col)} in the source"
                 )
             else:
+                zone = target_zone if gains_a_zone(col, tcol, dialect) else None
                 plan.alterations.append(
-                    Alteration(tcol.name, verdict.widened, add=False, nullable=tcol.nullable)
-                )
+                    Alteration(tcol.name, verdict.widened, add=False, nullable=tcol.nullable,
+                               wall_time_zone=zone)
+                )  # fmt: skip
     own = {m.lower() for m in managed or []}
     for tcol in target.columns:
         if source.find(tcol.name) is None and tcol.name.lower() not in own:

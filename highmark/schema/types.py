@@ -130,10 +130,24 @@ def _widened(
         return _wider_decimal(source, target, dialect)
     if family is Family.TIMESTAMP:
         wanted, held = _fraction_digits(source), _fraction_digits(target)
+        if gains_a_zone(source, target, dialect):
+            return _timestamp_type(target, dialect, max(wanted, held), aware=True)
         if wanted <= held:
             return None
         return _timestamp_type(target, dialect, wanted)
     return None
+
+
+def gains_a_zone(source: ColumnInfo, target: ColumnInfo, dialect: str) -> bool:
+    """A PostgreSQL ``timestamp`` target fed from a ``timestamptz`` source (typically a source
+    column changed from one to the other): widened to ``timestamptz``, its values read as the
+    wall times highmark wrote in the target connection's zone, so every instant is kept. MySQL
+    has no wider type (its TIMESTAMP ends in 2038) and SQLite keeps text: their columns stay."""
+    return (
+        dialect == "postgresql"
+        and source.timestamp_kind is TimestampKind.AWARE
+        and target.timestamp_kind is TimestampKind.LOCAL_NAIVE
+    )
 
 
 def _integer_bytes(column: ColumnInfo) -> int:
@@ -190,12 +204,15 @@ def _fraction_digits(column: ColumnInfo) -> int:
     return 0 if column.dialect == "mysql" else 6
 
 
-def _timestamp_type(target: ColumnInfo, dialect: str, digits: int) -> sqltypes.TypeEngine[Any]:
-    """A timestamp type of the target's own kind, with ``digits`` fractional digits."""
+def _timestamp_type(
+    target: ColumnInfo, dialect: str, digits: int, *, aware: bool = False
+) -> sqltypes.TypeEngine[Any]:
+    """A timestamp type of the target's own kind (or ``aware``), with ``digits`` fractional
+    digits."""
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        aware = target.timestamp_kind is TimestampKind.AWARE
+        aware = aware or target.timestamp_kind is TimestampKind.AWARE
         return postgresql.TIMESTAMP(timezone=aware, precision=digits)
     from sqlalchemy.dialects import mysql
 

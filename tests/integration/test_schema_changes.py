@@ -370,3 +370,63 @@ def test_a_cdc_target_gains_the_column_the_change_stream_brings(
     finally:
         destination.close()
     assert _rows(engine, "SELECT id, channel FROM items_copy") == [(1, "web")]
+
+
+def test_a_source_timestamp_become_timestamptz_widens_a_postgresql_target_keeping_instants(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """The source column gains a zone; the naive column of a target made by hand (wall times
+    in its connection's zone, here Europe/Paris) becomes timestamptz, every instant kept.
+    (A target highmark makes has timestamptz from the start.)"""
+    engine = engine_for(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE items (id BIGINT PRIMARY KEY, updated_at timestamp)"))
+        conn.execute(text("CREATE TABLE items_copy (id BIGINT PRIMARY KEY, updated_at timestamp)"))
+        conn.execute(
+            text("INSERT INTO items VALUES (1, '2024-07-01 10:00'), (2, '2024-12-01 10:00')")
+        )
+    job = {**_job(), "target": {"connection": "dw", "table": "items_copy"}}
+    path = write_project(
+        control=pg_url,
+        connections={"db": pg_url, "dw": {"url": pg_url, "timezone": "Europe/Paris"}},
+        jobs={JOB: job},
+    )
+    project = Project.load(path)
+    assert project.run(JOB).run_status is RunStatus.SUCCESS
+    paris = [(1, datetime(2024, 7, 1, 12)), (2, datetime(2024, 12, 1, 11))]
+    assert _rows(engine, "SELECT id, updated_at FROM items_copy ORDER BY id") == paris
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE items ALTER COLUMN updated_at TYPE timestamptz "
+                          "USING updated_at AT TIME ZONE 'UTC'"))  # fmt: skip
+        conn.execute(text("INSERT INTO items VALUES (3, '2025-01-01 10:00+00')"))
+
+    run = project.run(JOB)
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    assert any("widened from TIMESTAMP to TIMESTAMP(6) WITH TIME ZONE" in n
+               for n in run.notes or []), run.notes  # fmt: skip
+    assert _columns(engine, "items_copy")["updated_at"]["type"].timezone is True
+    query = "SELECT id, updated_at FROM {} ORDER BY id"
+    assert _rows(engine, query.format("items_copy")) == _rows(engine, query.format("items"))
+
+
+def test_freeze_refuses_a_source_timestamp_that_gained_a_zone(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    engine = engine_for(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE items (id BIGINT PRIMARY KEY, updated_at timestamptz)"))
+        conn.execute(text("INSERT INTO items VALUES (1, '2024-07-01 10:00+00')"))
+        conn.execute(text("CREATE TABLE items_copy (id BIGINT PRIMARY KEY, updated_at timestamp)"))
+    path = write_project(
+        control=pg_url, connections={"db": pg_url}, jobs={JOB: _job(schema_changes="freeze")}
+    )
+    project = Project.load(path)
+
+    run = project.run(JOB)
+
+    assert run.run_status is RunStatus.FAILED
+    assert (
+        "column updated_at is TIMESTAMP in the target, narrower than "
+        "TIMESTAMP WITH TIME ZONE in the source" in (run.error_message or "")
+    )
+    assert _rows(engine, "SELECT count(*) FROM items_copy") == [(0,)]
