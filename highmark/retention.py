@@ -7,6 +7,7 @@ indefinitely):
   job's ``etl_run_summaries`` row of that day, and deleted, in the same transaction;
 * alerts created, and finished cron slots last due, more than ``runs_days`` ago are deleted;
 * summaries of days more than ``retention.summary_days`` ago are deleted;
+* entries of the REST API's audit log more than ``retention.audit_days`` old are deleted;
 * ``etl_watermarks`` is never touched.
 
 Every table is purged ``retention.batch_size`` rows per transaction, so that purging millions of
@@ -31,6 +32,7 @@ from highmark.store.retention import Batch, RetentionStore, Span
 from highmark.store.store import ControlStore
 from highmark.store.tables import (
     etl_alerts,
+    etl_audit,
     etl_job_runs,
     etl_job_slots,
     etl_run_summaries,
@@ -41,7 +43,13 @@ log = logging.getLogger(__name__)
 PURGE_TASK = "purge"
 BATCH_ATTEMPTS = 5
 # The tables a purge deletes from, in the order it purges them.
-PURGED_TABLES = (etl_job_runs.name, etl_alerts.name, etl_job_slots.name, etl_run_summaries.name)
+PURGED_TABLES = (
+    etl_job_runs.name,
+    etl_alerts.name,
+    etl_job_slots.name,
+    etl_run_summaries.name,
+    etl_audit.name,
+)
 
 
 @dataclass(frozen=True)
@@ -104,13 +112,15 @@ def purge(
     now = retention.now()
     runs_before = now - timedelta(days=settings.runs_days)
     summaries_before = (now - timedelta(days=settings.summary_days)).date()
+    audit_before = now - timedelta(days=settings.audit_days)
     cutoffs: dict[str, datetime | date] = {
         etl_job_runs.name: runs_before,
         etl_alerts.name: runs_before,
         etl_job_slots.name: runs_before,
         etl_run_summaries.name: summaries_before,
+        etl_audit.name: audit_before,
     }
-    spans, running_kept = retention.preview(runs_before, summaries_before)
+    spans, running_kept = retention.preview(runs_before, summaries_before, audit_before)
     if dry_run:
         return PurgeReport(
             dry_run=True,
@@ -125,6 +135,7 @@ def purge(
         etl_alerts.name: lambda n: retention.purge_alerts(runs_before, n),
         etl_job_slots.name: lambda n: retention.purge_slots(runs_before, n),
         etl_run_summaries.name: lambda n: retention.purge_summaries(summaries_before, n),
+        etl_audit.name: lambda n: retention.purge_audit(audit_before, n),
     }
     tables: dict[str, TablePurge] = {}
     written = 0

@@ -150,6 +150,8 @@ class AlertingSettings(Strict):
 class RetentionSettings(Strict):
     runs_days: Annotated[int, Field(ge=1)] = 90
     summary_days: Annotated[int, Field(ge=1)] = 730
+    # The REST API's audit log (who did what): kept longer than run detail, as audits are.
+    audit_days: Annotated[int, Field(ge=1)] = 365
     batch_size: Annotated[int, Field(ge=100, le=100_000)] = 5_000
     # How often a worker purges by itself (none: only `highmark purge`).
     purge_every: timedelta | None = None

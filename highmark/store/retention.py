@@ -5,7 +5,7 @@ Each batch is one short transaction: it locks at most ``limit`` rows (``SKIP LOC
 never wait for each other nor take the same rows), adds the runs it deletes to their (job, day)
 summary rows, and deletes them. A purge killed between batches therefore loses nothing and counts
 nothing twice. Rows are found through the tables' indexes (``run_status, started_at``;
-``created_at``; ``status, not_before``), oldest first. Watermarks are never touched.
+``created_at``; ``status, not_before``; ``occurred_at``), oldest first. Watermarks are never
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from highmark.store.queue import SlotStatus
 from highmark.store.store import ControlStore
 from highmark.store.tables import (
     etl_alerts,
+    etl_audit,
     etl_job_runs,
     etl_job_slots,
     etl_rejected_rows,
@@ -80,10 +81,12 @@ class RetentionStore:
 
     # ------------------------------------------------------------------ what would go
 
-    def preview(self, runs_before: datetime, summaries_before: date) -> tuple[dict[str, Span], int]:
+    def preview(
+        self, runs_before: datetime, summaries_before: date, audit_before: datetime
+    ) -> tuple[dict[str, Span], int]:
         """What a purge with these cutoffs would delete, per table; and how many running runs
         older than the cutoff it keeps."""
-        r, a, s, m = etl_job_runs, etl_alerts, etl_job_slots, etl_run_summaries
+        r, a, s, m, u = etl_job_runs, etl_alerts, etl_job_slots, etl_run_summaries, etl_audit
         with self.store._begin("cannot read what the purge would delete") as connection:
             spans = {
                 r.name: _span(
@@ -100,6 +103,7 @@ class RetentionStore:
                     s.c.not_before < runs_before,
                 ),
                 m.name: _span(connection, m.c.day, m.c.day < summaries_before),
+                u.name: _span(connection, u.c.occurred_at, u.c.occurred_at < audit_before),
             }
             running = connection.execute(
                 select(func.count()).where(
@@ -163,6 +167,11 @@ class RetentionStore:
         """Delete up to ``limit`` run summaries of days before ``before``."""
         m = etl_run_summaries
         return self._purge(m, [m.c.job_id, m.c.day], m.c.day, [m.c.day < before], limit)
+
+    def purge_audit(self, before: datetime, limit: int) -> Batch:
+        """Delete up to ``limit`` audit entries (REST API calls, logins) from before ``before``."""
+        u = etl_audit
+        return self._purge(u, [u.c.audit_id], u.c.occurred_at, [u.c.occurred_at < before], limit)
 
     def _purge(
         self, table: Table, key: list[Any], stamp: Any, where: list[Any], limit: int

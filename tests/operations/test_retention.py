@@ -18,6 +18,7 @@ from highmark.store.retention import Batch, RetentionStore
 from highmark.store.store import ControlStore
 from highmark.store.tables import (
     etl_alerts,
+    etl_audit,
     etl_job_runs,
     etl_job_slots,
     etl_maintenance,
@@ -209,6 +210,31 @@ def test_purge_alerts_slots_and_summaries(store: ControlStore) -> None:
     assert sorted(day for _, day in summaries(store)) == sorted(
         [(now - timedelta(days=d)).date() for d in (100, 364)] * 2
     )
+
+
+def test_purge_deletes_audit_entries_older_than_audit_days(store: ControlStore) -> None:
+    now = store.now()
+    settings = SETTINGS.model_copy(update={"audit_days": 60})
+    with store.engine.begin() as connection:
+        connection.execute(
+            insert(etl_audit),
+            [
+                {
+                    "occurred_at": now - timedelta(days=days, minutes=i),
+                    "actor": "ops",
+                    "action": "POST /api/v1/jobs/{job_id}/runs",
+                    "status_code": 202,
+                }
+                for i, days in enumerate([61] * 120 + [59] * 5)
+            ],
+        )
+
+    report = purge(store, settings)
+
+    audit = report.tables["etl_audit"]
+    assert (audit.rows, audit.batches) == (120, 2)
+    assert audit.newest is not None and audit.newest < now - timedelta(days=60)
+    assert count(store, etl_audit) == 5  # the recent ones, kept longer than run detail (30 d)
 
 
 # ------------------------------------------------------------------------------------ dry run
