@@ -265,16 +265,25 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 @contextmanager
 def smtp_server(
-    *, cert: tuple[Path, Path] | None = None, login: tuple[str, str] | None = None
+    *,
+    cert: tuple[Path, Path] | None = None,
+    login: tuple[str, str] | None = None,
+    implicit_tls: bool = False,
 ) -> Iterator[MailServer]:
-    """A real SMTP server on 127.0.0.1: plain, or requiring STARTTLS (``cert``) and AUTH
-    (``login``: the one user and password it accepts)."""
+    """A real SMTP server on 127.0.0.1: plain, or requiring STARTTLS (``cert``) or speaking TLS
+    from the first byte (``cert`` and ``implicit_tls``: SMTPS), and AUTH (``login``: the one user
+    and password it accepts)."""
     state = MailServer(port=free_port())
     options: dict[str, Any] = {}
     if cert is not None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(str(cert[0]), str(cert[1]))
-        options.update(tls_context=context, require_starttls=True)
+        if implicit_tls:
+            # aiosmtpd counts only STARTTLS as TLS when it decides to offer AUTH; the whole
+            # session is encrypted here.
+            options.update(ssl_context=context, auth_require_tls=False)
+        else:
+            options.update(tls_context=context, require_starttls=True)
     if login is not None:
 
         def authenticator(

@@ -323,6 +323,40 @@ def test_email_with_starttls_and_auth_never_shows_the_password(
     )
 
 
+@pytest.mark.filterwarnings("ignore:Session.login_data is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_email_over_smtps_checks_the_certificate_and_never_shows_the_password(
+    tmp_path: Path, url: str, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ssl: true``: TLS from the first byte (port 465's way), the certificate checked."""
+    caplog.set_level(logging.DEBUG)
+    cert = self_signed_certificate(tmp_path)
+    smtp: dict[str, Any] = {"host": "127.0.0.1", "user": "highmark", "ssl": True,
+                            "starttls": False, "password": SMTP_PASSWORD}  # fmt: skip
+    with smtp_server(cert=cert, login=("highmark", SMTP_PASSWORD), implicit_tls=True) as server:
+        smtp["port"] = server.port
+        path = write_project(
+            tmp_path / "highmark.yml",
+            url,
+            alerts=[
+                _mail_sink("ops", smtp, ca_file=str(cert[0])),
+                _mail_sink("untrusted", smtp),  # the throwaway CA not trusted
+            ],
+        )
+        project = load(path)
+        project.run(JOB)
+
+    [mail] = server.mails
+    assert mail.recipients == ["ops@example.com"]
+    assert f"Subject: [highmark] {JOB}: run failed" in mail.content
+    assert server.logins == ["highmark"]
+    rows = {row["sink"].split()[1]: row for row in alert_rows(engine)}
+    assert rows["ops@example.com"]["status"] == "sent"
+    assert rows["untrusted@example.com"]["status"] == "failed"
+    assert "CERTIFICATE_VERIFY_FAILED" in rows["untrusted@example.com"]["last_error"]
+    assert_no_secret([SMTP_PASSWORD], _everything(engine), caplog.text, mail.content)
+
+
 # ------------------------------------------------------------------------------ commands
 
 RECEIVER = """
