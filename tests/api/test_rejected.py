@@ -13,82 +13,40 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from sqlalchemy import CheckConstraint, Engine, text
+from sqlalchemy import Engine, text
 
 from highmark.api.app import create_app
-from highmark.models import RunStatus
 from highmark.project import Project
-from tests.api.support import ADMIN, READ, WAIT_SECONDS, uvicorn_server, write_api_project
-from tests.helpers import copy_job, insert_orders, order, orders_table, seed_orders, snapshot
+from tests.api.quarantine import (
+    JOB,
+    LATE_BAD,
+    MASK_KEY,
+    assert_secret_free,
+    quarantine_project,
+)
+from tests.api.support import ADMIN, READ, WAIT_SECONDS, uvicorn_server
+from tests.helpers import snapshot
 
 pytestmark = [
     pytest.mark.usefixtures("api_env"),
     pytest.mark.parametrize("backend", ["sqlite", "postgresql"]),
 ]
 
-JOB = "sync"
-BAD = [3, 7, 11]  # refused by the target in the first run (negative amounts)
-LATE_BAD = 13  # refused in the second run
-PASSWORD = "pw-never-shown-4711"
-MASK_KEY = "mask-key-never-shown-0815"
-
-
-def with_password(url: str) -> str:
-    """The URL with a password (PostgreSQL trusts 127.0.0.1 and never asks for it)."""
-    return url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
-
 
 @contextmanager
 def quarantined(
     url: str, tmp_path: Path, engine_for: Callable[[str], Engine]
 ) -> Iterator[tuple[httpx.Client, Project, list[int]]]:
-    """A served project whose job ``sync`` quarantined BAD in a first run, LATE_BAD in a second
-    (which also added the source's new column ``note`` to the target); yields the runs' ids."""
-    engine = engine_for(url)
-    source = seed_orders(engine, 12)
-    with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE orders SET amount = -1 WHERE id IN (3, 7, 11)"),
-        )
-    target = orders_table("orders_copy")
-    target.append_constraint(CheckConstraint("amount >= 0", name="amount_not_negative"))
-    target.metadata.create_all(engine)
-
-    path = write_api_project(tmp_path / "highmark.yml", with_password(url))
-    document = yaml.safe_load(path.read_text())
-    document["jobs"][JOB] = copy_job(
-        batch_size=5,
-        on_bad_rows="quarantine",
-        mask_columns=["customer"],
-        mask_key="${HM_MASK_KEY}",
-    )
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    project = Project.load(path)
-
-    first = project.run(JOB)
-    assert (first.run_status, first.rows_rejected) == (RunStatus.SUCCESS, len(BAD))
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE orders ADD COLUMN note VARCHAR(20)"))
-    insert_orders(engine, source, [order(LATE_BAD, amount="-2.00")])
-    second = project.run(JOB)
-    assert (second.run_status, second.rows_rejected) == (RunStatus.SUCCESS, 1)
-
+    """The quarantine project (tests/api/quarantine.py) served; yields its runs' ids too."""
+    project, runs = quarantine_project(url, tmp_path, engine_for(url))
     app = create_app(project)
     with uvicorn_server(app) as base, httpx.Client(base_url=base, timeout=WAIT_SECONDS) as client:
-        yield client, project, [first.run_id, second.run_id]
+        yield client, project, runs
 
 
 @pytest.fixture(autouse=True)
 def mask_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HM_MASK_KEY", MASK_KEY)
-
-
-def _secret_free(*texts: str) -> None:
-    for body in texts:
-        assert PASSWORD not in body and MASK_KEY not in body
-        for i in (*BAD, LATE_BAD):
-            assert f'"customer {i}"' not in body  # masked: its hash only
 
 
 def test_list_page_and_filter_the_quarantine(
@@ -142,7 +100,7 @@ def test_list_page_and_filter_the_quarantine(
         unknown = client.get("/api/v1/jobs/nope/rejected", headers=READ)
         assert unknown.status_code == 404 and unknown.json() == {"detail": "unknown job 'nope'"}
         assert client.get(path).status_code == 401
-        _secret_free(listed.text, *(client.get(path, headers=ADMIN).text,))
+        assert_secret_free(listed.text, *(client.get(path, headers=ADMIN).text,))
 
 
 def test_retry_as_the_cli_does_admin_only_and_audited(
@@ -185,7 +143,7 @@ def test_retry_as_the_cli_does_admin_only_and_audited(
             outcomes[0]
             == f"{JOB}: 2 rejected row(s) loaded, 1 refused again, 1 no longer in the source"
         )
-        _secret_free(*(str(a.to_json()) for a in project.audit(limit=None)))
+        assert_secret_free(*(str(a.to_json()) for a in project.audit(limit=None)))
 
 
 def test_schema_changes_as_schema_history_shows_them(
