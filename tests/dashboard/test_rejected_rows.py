@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 
 from highmark.api import dashboard
 from highmark.api.app import create_app
+from highmark.project import Project
 from tests.api.quarantine import JOB, MASK_KEY, assert_secret_free, quarantine_project
 from tests.api.support import ADMIN_TOKEN, READ_TOKEN, uvicorn_server
 from tests.dashboard.test_dashboard import CHROMIUM, Page, browser
@@ -32,7 +33,7 @@ def data_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(data_url: str) -> Iterator[str]:
+def served(data_url: str) -> Iterator[tuple[str, Project]]:
     names = ("HM_READ_TOKEN", "HM_ADMIN_TOKEN", "HM_MASK_KEY")
     for name, value in zip(names, (READ_TOKEN, ADMIN_TOKEN, MASK_KEY), strict=True):
         os.environ[name] = value
@@ -40,7 +41,7 @@ def server(data_url: str) -> Iterator[str]:
     try:
         project, _runs = quarantine_project(data_url, Path(data_url[10:]).parent, engine)
         with uvicorn_server(create_app(project)) as base:
-            yield base
+            yield base, project
     finally:
         engine.dispose()
         for name in names:
@@ -53,9 +54,10 @@ def _record_ids(page: Any) -> list[str]:
 
 
 def test_a_reader_sees_the_quarantine_and_the_schema_history(
-    browser: Any, server: str, monkeypatch: pytest.MonkeyPatch
+    browser: Any, served: tuple[str, Project], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expect = sync_api.expect
+    server, _project = served
     monkeypatch.setattr(dashboard, "JOB_REJECTED", 3)
     monkeypatch.setattr(dashboard, "REJECTED_PAGE", 3)
     page = Page(browser, server)
@@ -91,8 +93,11 @@ def test_a_reader_sees_the_quarantine_and_the_schema_history(
         page.close()
 
 
-def test_an_admin_retries_from_the_job_page(browser: Any, server: str, data_url: str) -> None:
+def test_an_admin_retries_from_the_job_page(
+    browser: Any, served: tuple[str, Project], data_url: str
+) -> None:
     expect = sync_api.expect
+    server, project = served
     page = Page(browser, server)
     try:
         page.login(ADMIN_TOKEN)
@@ -115,5 +120,13 @@ def test_an_admin_retries_from_the_job_page(browser: Any, server: str, data_url:
         expect(job.locator("#rejected-rows")).to_contain_text("No rows in quarantine")
         expect(job.get_by_role("button", name="Retry rejected rows")).to_have_count(0)
         assert page.errors == []
+        # Both retries are in the audit log, with what they did.
+        retries = [
+            (a.actor, a.target, a.status_code, a.outcome)
+            for a in project.audit(limit=None)
+            if a.action == "POST /jobs/{job_id}/rejected/retry"
+        ]
+        assert [r[:3] for r in retries] == [("ops", JOB, 303)] * 2
+        assert "4 rejected row(s) loaded" in retries[0][3]
     finally:
         page.close()
