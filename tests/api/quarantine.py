@@ -18,6 +18,7 @@ BAD = [3, 7, 11]  # refused by the target in the first run (negative amounts)
 LATE_BAD = 13  # refused in the second run
 PASSWORD = "pw-never-shown-4711"
 MASK_KEY = "mask-key-never-shown-0815"  # the job reads it from HM_MASK_KEY
+GITHUB_TOKEN = "github-token-never-shown-1234"
 
 
 def with_password(url: str) -> str:
@@ -41,6 +42,15 @@ def quarantine_project(url: str, directory: Path, engine: Engine) -> tuple[Proje
     document["jobs"][JOB] = copy_job(
         batch_size=5, on_bad_rows="quarantine", mask_columns=["customer"], mask_key="${HM_MASK_KEY}"
     )
+    # A job of another kind, with no quarantine to retry (its server is never called).
+    document["connections"]["github"] = {
+        "type": "github", "token": GITHUB_TOKEN, "url": "http://127.0.0.1:9/graphql",
+    }  # fmt: skip
+    document["jobs"]["prs"] = {
+        "load_type": "incremental",
+        "source": {"connection": "github", "repositories": ["acme/api"]},
+        "target": {"connection": "db"},
+    }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     project = Project.load(path)
 
@@ -57,6 +67,6 @@ def quarantine_project(url: str, directory: Path, engine: Engine) -> tuple[Proje
 def assert_secret_free(*texts: str) -> None:
     """No password, no mask key, no masked value (only its hash) in ``texts``."""
     for body in texts:
-        assert PASSWORD not in body and MASK_KEY not in body
+        assert PASSWORD not in body and MASK_KEY not in body and GITHUB_TOKEN not in body
         for i in (*BAD, LATE_BAD):
             assert f'"customer {i}"' not in body and f"customer {i}<" not in body

@@ -113,6 +113,9 @@ def test_retry_as_the_cli_does_admin_only_and_audited(
         refused = client.post(path, headers=READ)
         assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
         assert client.post("/api/v1/jobs/nope/rejected/retry", headers=ADMIN).status_code == 404
+        other = client.post("/api/v1/jobs/prs/rejected/retry", headers=ADMIN)
+        assert other.status_code == 422 and "is not a SQL table job" in other.json()["detail"]
+        assert_secret_free(other.text)
 
         # Nothing fixed yet: every row is refused again, and stays.
         again = client.post(path, headers=ADMIN)
