@@ -1,11 +1,10 @@
 """The job page's Rejected rows and Schema changes sections in a real headless Chromium: a reader
 sees the quarantine (count, newest rows, a page through all of them) and the schema history but
 no retry button; an admin retries from the page and sees what happened. Nothing secret on any
-page. SQLite, one server for the module (tests/dashboard/test_dashboard.py drives the browser)."""
+page. SQLite, a server for each test (tests/dashboard/test_dashboard.py drives the browser)."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,25 +26,26 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture(scope="module")
-def data_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('quarantine') / 'data.db'}"
+@pytest.fixture
+def data_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'data.db'}"
 
 
-@pytest.fixture(scope="module")
-def served(data_url: str) -> Iterator[tuple[str, Project]]:
+@pytest.fixture
+def served(
+    data_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Project]]:
+    """A quarantine of its own for each test (the admin's retry empties it)."""
     names = ("HM_READ_TOKEN", "HM_ADMIN_TOKEN", "HM_MASK_KEY")
     for name, value in zip(names, (READ_TOKEN, ADMIN_TOKEN, MASK_KEY), strict=True):
-        os.environ[name] = value
+        monkeypatch.setenv(name, value)
     engine = create_engine(data_url)
     try:
-        project, _runs = quarantine_project(data_url, Path(data_url[10:]).parent, engine)
+        project, _runs = quarantine_project(data_url, tmp_path, engine)
         with uvicorn_server(create_app(project)) as base:
             yield base, project
     finally:
         engine.dispose()
-        for name in names:
-            del os.environ[name]
 
 
 def _record_ids(page: Any) -> list[str]:
@@ -134,5 +134,20 @@ def test_an_admin_retries_from_the_job_page(
         ]
         assert [r[:3] for r in retries] == [("ops", JOB, 303)] * 2
         assert "4 rejected row(s) loaded" in retries[0][3]
+    finally:
+        page.close()
+
+
+def test_the_quarantine_is_readable_on_a_phone(browser: Any, served: tuple[str, Project]) -> None:
+    server, _project = served
+    page = Page(browser, server, phone=True)
+    try:
+        page.login(ADMIN_TOKEN)
+        for path in (f"/jobs/{JOB}", f"/jobs/{JOB}/rejected"):
+            view = page.go(path)
+            # Nothing wider than the screen but the tables, which scroll inside their box.
+            overflow = view.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, (path, overflow)
+        assert page.errors == []
     finally:
         page.close()
