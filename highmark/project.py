@@ -365,10 +365,21 @@ class Project:
 
     # ------------------------------------------------------------------ bad rows
 
-    def rejected(self, job_id: str, *, limit: int | None = None) -> list[RejectedRecord]:
-        """The job's quarantined bad rows (``on_bad_rows: quarantine``), oldest first."""
+    def rejected(
+        self,
+        job_id: str,
+        *,
+        limit: int | None = None,
+        run_id: int | None = None,
+        before: int | None = None,
+        newest_first: bool = False,
+    ) -> list[RejectedRecord]:
+        """The job's quarantined bad rows (``on_bad_rows: quarantine``), oldest first (or newest
+        first): only those of run ``run_id``, only those older than row ``before``."""
         self.store.get_job(job_id)
-        return self.store.rejected_rows(job_id, limit=limit)
+        return self.store.rejected_rows(
+            job_id, limit=limit, run_id=run_id, before=before, newest_first=newest_first
+        )
 
     def retry_rejected(self, job_id: str) -> RetryOutcome:
         """Load the job's quarantined rows again, the target fixed (highmark/rejected.py)."""

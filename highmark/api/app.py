@@ -88,9 +88,10 @@ def create_app(project: Project, *, no_auth: bool = False, debug: bool = False) 
     app.state.launcher = launcher
     app.state.no_auth = no_auth
 
-    from highmark.api import dashboard, docs, routes
+    from highmark.api import dashboard, docs, rejected, routes
 
     app.include_router(routes.router)
+    app.include_router(rejected.router)
     app.include_router(routes.health_router)
     app.include_router(docs.router)
     app.include_router(dashboard.router)

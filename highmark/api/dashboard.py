@@ -31,6 +31,8 @@ from highmark.redact import scrub
 
 RECENT_RUNS = 20
 JOB_RUNS = 50
+JOB_REJECTED = 10  # the most recent quarantined rows on a job's page
+REJECTED_PAGE = 50
 FAILURE_WINDOWS = ("1h", "24h", "7d", "30d")
 
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -200,10 +202,38 @@ def job_page(job_id: str, request: Request, project: ProjectDep, user: User) -> 
         "checkpoint": _pretty(job.checkpoint_data),
         "backfill_checkpoint": _pretty(job.backfill_checkpoint),
         "can_backfill": spec is not None and project.can_backfill(job_id),
+        "rejected_count": store.count_rejected(job_id),
+        "rejected": store.rejected_rows(job_id, limit=JOB_REJECTED, newest_first=True),
+        "schema_changes": project.schema_history(job_id, limit=JOB_RUNS)[::-1],
         "live": any(r.run_status is RunStatus.RUNNING for r in runs),
         "now": store.now(),
     }
     return _render(request, "job.html", user, context)
+
+
+@router.get("/jobs/{job_id}/rejected", response_class=HTMLResponse)
+def rejected_page(
+    job_id: str,
+    request: Request,
+    project: ProjectDep,
+    user: User,
+    before: int | None = None,
+    run_id: int | None = None,
+) -> Response:
+    job = project.store.get_job(job_id)
+    rows = project.rejected(
+        job_id, limit=REJECTED_PAGE + 1, run_id=run_id, before=before, newest_first=True
+    )
+    page = rows[:REJECTED_PAGE]
+    context = {
+        "job": job,
+        "rows": page,
+        "total": project.store.count_rejected(job_id, run_id=run_id),
+        "before": before,
+        "run_id": run_id,
+        "next_before": page[-1].rejected_id if len(rows) > REJECTED_PAGE else None,
+    }
+    return _render(request, "rejected.html", user, context)
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
@@ -298,6 +328,21 @@ def cancel(run_id: int, request: Request, project: ProjectDep, _: Action) -> Res
     return _back(f"/runs/{run_id}", notice="Asked to stop: it ends after its current batch.")
 
 
+@router.post("/jobs/{job_id}/rejected/retry")
+def retry_rejected(job_id: str, request: Request, project: ProjectDep, _: Action) -> Response:
+    project.store.get_job(job_id)
+    try:
+        outcome = project.retry_rejected(job_id)
+    except HighmarkError as exc:
+        note_outcome(request, str(exc))
+        return _back(f"/jobs/{job_id}", error=str(exc))
+    summary = outcome.summary(job_id)
+    note_outcome(request, summary)
+    # Rows refused again are a problem still to fix: shown as one.
+    flash = {"error": summary} if outcome.refused else {"notice": summary}
+    return _back(f"/jobs/{job_id}", **flash)
+
+
 # ---------------------------------------------------------------------------- rendering
 
 
@@ -387,5 +432,6 @@ def _ago(value: datetime | None, now: datetime) -> str:
 
 templates.env.filters["ts"] = _ts
 templates.env.filters["dur"] = _duration
+templates.env.filters["compact"] = lambda v: json.dumps(v, default=str, ensure_ascii=False)
 templates.env.filters["num"] = lambda n: "" if n is None else f"{n:,}"
 templates.env.globals["ago"] = _ago

@@ -356,6 +356,24 @@ def watermark_history(
     return [c.to_json() for c in project.watermark_history(job_id, limit=limit)]
 
 
+@router.get(
+    "/jobs/{job_id}/schema-changes",
+    summary="What runs changed in the job's target tables (like `highmark schema history`)",
+    description=(
+        "Rows of `etl_schema_changes`, oldest first (the last `limit`): each column added, "
+        "widened, or no longer in the source (`add`, `widen`, `drop`), with the run that did it."
+    ),
+    responses=ERRORS,
+)
+def schema_changes(
+    job_id: str,
+    project: ProjectDep,
+    _: Reader,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+) -> list[dict[str, Any]]:
+    return [c.to_json() for c in project.schema_history(job_id, limit=limit)]
+
+
 @router.get("/jobs/{job_id}/checkpoint", summary="The job's checkpoint_data", responses=ERRORS)
 def get_checkpoint(job_id: str, project: ProjectDep, _: Reader) -> dict[str, Any]:
     return {

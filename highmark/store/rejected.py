@@ -46,22 +46,29 @@ class RejectedRows(RunLog):
             _forget(connection, handle.job_id, [v["record_key"] for v in values])
             connection.execute(insert(etl_rejected_rows), values)
 
-    def rejected_rows(self, job_id: str, *, limit: int | None = None) -> list[RejectedRecord]:
-        """A job's quarantined rows, oldest first."""
-        query = (
-            select(etl_rejected_rows)
-            .where(etl_rejected_rows.c.job_id == job_id)
-            .order_by(etl_rejected_rows.c.rejected_id)
-        )
+    def rejected_rows(
+        self,
+        job_id: str,
+        *,
+        limit: int | None = None,
+        run_id: int | None = None,
+        before: int | None = None,
+        newest_first: bool = False,
+    ) -> list[RejectedRecord]:
+        """A job's quarantined rows, oldest first (or newest first): only ``run_id``'s, only
+        those quarantined before row ``before`` (a page's cursor: ids only grow)."""
+        t = etl_rejected_rows
+        order = t.c.rejected_id.desc() if newest_first else t.c.rejected_id
+        query = select(t).where(*_filters(job_id, run_id, before)).order_by(order)
         if limit is not None:
             query = query.limit(limit)
         with self._begin("cannot read the rejected rows") as connection:
             return [RejectedRecord.from_row(r) for r in connection.execute(query)]
 
-    def count_rejected(self, job_id: str) -> int:
+    def count_rejected(self, job_id: str, *, run_id: int | None = None) -> int:
         with self._begin("cannot count the rejected rows") as connection:
             found = connection.execute(
-                select(func.count()).where(etl_rejected_rows.c.job_id == job_id)
+                select(func.count()).where(*_filters(job_id, run_id, None))
             ).scalar_one()
         return int(found)
 
@@ -100,6 +107,16 @@ class RejectedRows(RunLog):
                         retry_count=table.c.retry_count + 1,
                     )
                 )
+
+
+def _filters(job_id: str, run_id: int | None, before: int | None) -> list[Any]:
+    t = etl_rejected_rows
+    found: list[Any] = [t.c.job_id == job_id]
+    if run_id is not None:
+        found.append(t.c.run_id == run_id)
+    if before is not None:
+        found.append(t.c.rejected_id < before)
+    return found
 
 
 def _forget(connection: Connection, job_id: str, keys: list[str]) -> None:
