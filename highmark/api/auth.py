@@ -5,6 +5,10 @@ never logged or stored: the audit log names a token by its ``name``. A dashboard
 cookie that holds no token either, only the token's name, an expiry and a nonce, signed with an
 HMAC keyed by the token itself — so removing or rotating a token ends its sessions — and a
 form's CSRF token is an HMAC of the session's nonce under the same key.
+
+A client address that sent ``MAX_FAILURES`` wrong tokens within ``FAILURE_WINDOW_SECONDS`` (to
+the API or the login form) is refused without a comparison until the window has passed: tokens
+are at least 16 characters, so this only keeps a script from trying weak or leaked ones at speed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +31,53 @@ Scope = Literal["read", "admin"]
 SESSION_COOKIE = "highmark_session"
 SESSION_SECONDS = 12 * 3600
 NO_AUTH_NAME = "(no auth)"
+MAX_FAILURES = 10
+FAILURE_WINDOW_SECONDS = 60.0
+
+
+class TooManyFailures(Exception):
+    """A client sent too many wrong tokens: it may try again in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many wrong tokens from this address: try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class FailureLimiter:
+    """Wrong tokens per client address, over a sliding window (in this server's memory)."""
+
+    def __init__(
+        self,
+        limit: int = MAX_FAILURES,
+        window: float = FAILURE_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        """Raise TooManyFailures if ``client`` must wait before its next try."""
+        with self._lock:
+            self._forget_old()
+            recent = self._failures.get(client)
+            if recent is not None and len(recent) >= self.limit:
+                wait = recent[0] + self.window - self.clock()
+                raise TooManyFailures(max(int(wait) + 1, 1))
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            self._forget_old()
+            self._failures.setdefault(client, deque()).append(self.clock())
+
+    def _forget_old(self) -> None:
+        """Drop failures older than the window, and addresses left with none (bounded memory)."""
+        since = self.clock() - self.window
+        for client, recent in list(self._failures.items()):
+            while recent and recent[0] < since:
+                recent.popleft()
+            if not recent:
+                del self._failures[client]
 
 
 @dataclass(frozen=True)
@@ -58,9 +112,11 @@ class Authenticator:
         self.no_auth = no_auth
         # Signs sessions and CSRF tokens when there are no tokens to key them with.
         self._process_key = secrets.token_bytes(32)
+        self.failures = FailureLimiter()
 
-    def bearer(self, header: str | None) -> Principal | None:
-        """The principal of an ``Authorization: Bearer …`` header, or None."""
+    def bearer(self, header: str | None, client: str | None = None) -> Principal | None:
+        """The principal of an ``Authorization: Bearer …`` header, or None; a wrong token
+        counts against ``client`` (TooManyFailures once it has sent too many)."""
         if self.no_auth:
             return Principal(NO_AUTH_NAME, "admin")
         if not header:
@@ -68,16 +124,23 @@ class Authenticator:
         kind, _, value = header.partition(" ")
         if kind.lower() != "bearer" or not value.strip():
             return None
-        return self.token(value.strip())
+        return self.token(value.strip(), client)
 
-    def token(self, value: str) -> Principal | None:
-        """The principal whose token is ``value``: every token is compared, in constant time."""
+    def token(self, value: str, client: str | None = None) -> Principal | None:
+        """The principal whose token is ``value``: every token is compared, in constant time.
+        A wrong one counts against ``client``; one that sent too many raises TooManyFailures."""
+        if client is not None:
+            self.failures.check(client)
         given = value.encode()
         found: ApiToken | None = None
         for token, secret in self.tokens:
             if hmac.compare_digest(given, secret):
                 found = token
-        return Principal(found.name, found.scope) if found is not None else None
+        if found is None:
+            if client is not None:
+                self.failures.failed(client)
+            return None
+        return Principal(found.name, found.scope)
 
     # ------------------------------------------------------------------ sessions
 

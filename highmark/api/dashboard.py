@@ -22,7 +22,13 @@ from fastapi.templating import Jinja2Templates
 from highmark import __version__
 from highmark.api import charts
 from highmark.api.app import HERE, audit, note_outcome
-from highmark.api.auth import SESSION_COOKIE, SESSION_SECONDS, Session, check_csrf
+from highmark.api.auth import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Session,
+    TooManyFailures,
+    check_csrf,
+)
 from highmark.config import parse_duration
 from highmark.errors import HighmarkError, JobAlreadyRunningError
 from highmark.models import RunRecord, RunStatus
@@ -109,8 +115,17 @@ def login_page(request: Request, next: str = "/") -> Response:
 
 @router.post("/login")
 def login(request: Request, fields: Annotated[dict[str, str], Depends(form)]) -> Response:
-    principal = request.app.state.auth.token(fields.get("token", "").strip())
     back = _safe_next(fields.get("next", "/"))
+    client = request.client.host if request.client else None
+    try:
+        principal = request.app.state.auth.token(fields.get("token", "").strip(), client)
+    except TooManyFailures as exc:
+        audit(request, actor="(too many wrong tokens)", scope=None, target=None)
+        note_outcome(request, "login refused: too many wrong tokens")
+        context = {"next": back, "login_error": f"Too many wrong tokens: try again in "
+                   f"{exc.retry_after} seconds."}  # fmt: skip
+        headers = {"Retry-After": str(exc.retry_after)}
+        return _render(request, "login.html", None, context, status_code=429, headers=headers)
     audit(
         request,
         actor=principal.name if principal else "(invalid token)",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from highmark import __version__
 from highmark.api.app import audit, note_outcome
-from highmark.api.auth import Principal
+from highmark.api.auth import Principal, TooManyFailures
 from highmark.api.shapes import job_json, run_json, status_json
 from highmark.config import parse_duration
 from highmark.errors import ConfigError, DuplicateRequestError, HighmarkError
@@ -39,9 +39,19 @@ def get_project(request: Request) -> Project:
     return project
 
 
+def caller(request: Request, header: str | None) -> Principal | None:
+    """The principal of a bearer ``header``; 429 for an address that sent too many wrong ones."""
+    client = request.client.host if request.client else None
+    try:
+        principal: Principal | None = request.app.state.auth.bearer(header, client)
+    except TooManyFailures as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    return principal
+
+
 def reader(request: Request) -> Principal:
     """Any valid token (``read`` or ``admin``)."""
-    principal = request.app.state.auth.bearer(request.headers.get("authorization"))
+    principal = caller(request, request.headers.get("authorization"))
     if principal is None:
         raise HTTPException(
             401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
@@ -53,9 +63,13 @@ def reader(request: Request) -> Principal:
 def admin(request: Request) -> Principal:
     """An ``admin`` token; the call is recorded in the audit log, whatever its outcome."""
     header = request.headers.get("authorization")
-    principal = request.app.state.auth.bearer(header)
     params = request.path_params
     target = params.get("job_id") or (f"run {params['run_id']}" if "run_id" in params else None)
+    try:
+        principal = caller(request, header)
+    except HTTPException:
+        audit(request, actor="(too many wrong tokens)", scope=None, target=target)
+        raise
     actor = principal.name if principal else ("(invalid token)" if header else "(no token)")
     audit(request, actor=actor, scope=principal.scope if principal else None, target=target)
     if principal is None:

@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from highmark.api.auth import MAX_FAILURES, FailureLimiter
 from highmark.models import Counts, RunStatus
 from tests.api.support import ADMIN, ADMIN_TOKEN, READ, READ_TOKEN, served, wait_for_run
 
@@ -60,6 +61,8 @@ def _templates(app: FastAPI) -> set[tuple[str, str]]:
 
 def test_auth_matrix(db_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]) -> None:
     with served(db_url, tmp_path, engine_for) as (client, project, app):
+        # The matrix sends ~70 wrong tokens from one address: no limit here (it has its test).
+        app.state.auth.failures = FailureLimiter(limit=10_000)
         # The matrix covers every route the application has.
         covered = {
             (m, p.replace("/sync", "/{job_id}").replace("/1", "/{run_id}")) for m, p, _ in ROUTES
@@ -95,6 +98,30 @@ def test_auth_matrix(db_url: str, tmp_path: Path, engine_for: Callable[[str], En
         assert {a.action for a in audit} >= {"POST /api/v1/jobs/{job_id}/runs"}
         texts = " ".join(str(a.to_json()) for a in audit)
         assert READ_TOKEN not in texts and ADMIN_TOKEN not in texts
+
+
+def test_an_address_that_sends_too_many_wrong_tokens_must_wait(
+    db_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    with served(db_url, tmp_path, engine_for) as (client, project, _app):
+        wrong = {"Authorization": f"Bearer {ADMIN_TOKEN}-guess"}
+        for _ in range(MAX_FAILURES):
+            assert client.get("/api/v1/jobs", headers=wrong).status_code == 401
+        # Even the right token waits now: no token is compared for this address.
+        for method, path, headers in [
+            ("GET", "/api/v1/jobs", ADMIN),
+            ("POST", "/api/v1/jobs/sync/disable", ADMIN),
+        ]:
+            refused = client.request(method, path, headers=headers)
+            assert refused.status_code == 429, refused.text
+            assert "too many wrong tokens" in refused.json()["detail"]
+            assert 1 <= int(refused.headers["retry-after"]) <= 60
+        login = client.post("/login", data={"token": ADMIN_TOKEN, "next": "/"})
+        assert login.status_code == 429 and "Too many wrong tokens" in login.text
+        audit = project.audit(limit=None)
+        assert [(a.actor, a.status_code) for a in audit if a.status_code == 429] == [
+            ("(too many wrong tokens)", 429), ("(too many wrong tokens)", 429),
+        ]  # fmt: skip
 
 
 def test_a_triggered_run_reaches_success_with_triggered_by_api(
