@@ -160,7 +160,8 @@ class CdcMover:
         if not dst.stage_begin(after_pk) and after_pk is not None:
             log.warning("job %s: the snapshot's staging table is gone; starting over", job.job_id)
             after_pk = None
-        if dst.takes_copy_from(schema.dialect):
+        # COPY moves values server to server: a masked column's values must go through Python.
+        if dst.takes_copy_from(schema.dialect) and not job.mask_columns:
             batches = postgres_copy.key_ranges(reader, after_pk, None, batch_size=job.batch_size)
         else:
             batches = reader.read_all(after_pk, None, batch_size=job.batch_size)
