@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from highmark.checkpoint import encode_value
-from highmark.config.tables import OnBadRows
+from highmark.config.tables import OnBadRows, TableJobSpec
 from highmark.errors import DestinationError
 from highmark.models import RefusedRow, RejectedRow
 from highmark.movers.base import RunContext
@@ -50,6 +50,17 @@ class BadRows:
         self.source_table = source_table
         self.target_table = target_table
         self.primary_key = primary_key
+
+    @classmethod
+    def of(cls, ctx: RunContext, job: TableJobSpec) -> BadRows:
+        """The bad rows of a SQL-table job (a table or a CDC job)."""
+        return cls(
+            ctx,
+            policy=job.on_bad_rows,
+            source_table=job.source.table,
+            target_table=job.target.table,
+            primary_key=job.primary_key,
+        )
 
     def handle(self, refused: Iterable[RefusedRow]) -> None:
         """Quarantine ``refused``, or fail the run with them."""

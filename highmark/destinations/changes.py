@@ -14,6 +14,7 @@ row the source soft-deleted (its column set) goes too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +23,12 @@ from sqlalchemy.sql.expression import TableClause
 
 from highmark import failpoints
 from highmark.config import ResolvedConnection, SoftDeleteSpec, TableJobSpec, TableRef
+from highmark.destinations.bisect import Written, write_bisecting
 from highmark.destinations.sql import SqlDestination, _bind
 from highmark.models import Counts
 from highmark.schema.change import SchemaChange
 from highmark.sources.base import Batch
-from highmark.sources.changes import ChangeSet, Key, Op
+from highmark.sources.changes import ChangeSet, Key, Op, RowChange
 from highmark.sqlschema import TableSchema, raw_table, reflect
 from highmark.sqltypes import column_info, target_type, write_converter
 
@@ -129,6 +131,40 @@ class ChangeDestination(SqlDestination):
                 self._clear(stage)
             failpoints.reach("mid_batch")
         return Counts(rows_written=written, rows_updated=updated, rows_deleted=removed)
+
+    def apply_bisecting(
+        self, changes: ChangeSet, check: Callable[[], None] = lambda: None
+    ) -> Written:
+        """:meth:`apply`; a set the target refuses for a data reason is bisected
+        (highmark/destinations/bisect.py) down to the changes at fault, and the others applied.
+
+        A set holds one change per key, its net effect in log order, so every piece keeps each
+        key's changes together and in order. Removals come first, as in one :meth:`apply`; a
+        truncate is applied alone before the first piece. A refused change is reported by its
+        row (a delete: by its key), as the job loads it (masked, chosen columns only)."""
+        if not changes.rows:  # nothing to bisect: at most a truncate
+            return Written(self.apply(changes), [])
+        items: list[tuple[dict[str, Any], Key, RowChange]] = []
+        for key, change in sorted(changes.rows.items(), key=lambda kc: kc[1].op is Op.UPSERT):
+            row = change.row
+            if row is None:
+                row = dict(zip(self.job.primary_key, key, strict=True))
+            items.append((row, key, change))
+        by_row = {id(row): (key, change) for row, key, change in items}
+        truncate = changes.truncated_at
+
+        def write(batch: Batch) -> Counts:
+            nonlocal truncate
+            if len(batch.rows) == len(items):  # the whole set, in one transaction
+                return self.apply(changes)
+            done = Counts()
+            if truncate is not None:
+                done = self.apply(ChangeSet(truncated_at=truncate))
+                truncate = None
+            part = ChangeSet(rows=dict(by_row[id(row)] for row in batch.rows))
+            return done + self.apply(part)
+
+        return write_bisecting(write, Batch(rows=[row for row, _, _ in items]), check=check)
 
     def _truncate(self, at: datetime) -> int:
         t = self._whole_target()

@@ -21,12 +21,13 @@ import logging
 from typing import Any
 
 from highmark import clock, failpoints
+from highmark.bad_rows import BadRows
 from highmark.checkpoint import encode_value
 from highmark.config import ProjectConfig, TableJobSpec
 from highmark.config.tables import CDC_MARK_COLUMN
 from highmark.destinations.changes import ChangeDestination
 from highmark.errors import SourceError
-from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
+from highmark.models import Counts, MarkUpdate, RefusedRow, Watermark, WatermarkType
 from highmark.movers.base import RunContext
 from highmark.movers.cdc_checkpoint import CdcCheckpoint
 from highmark.sources import postgres_copy
@@ -216,6 +217,7 @@ class CdcMover:
             f"{start.text} up to {upto.text}"
         )
         prepared = False
+        bad_rows = BadRows.of(ctx, job)
         for changes in source.changes(start, upto, job.batch_size):
             ctx.check()
             if not prepared or changes.new_columns:
@@ -225,12 +227,17 @@ class CdcMover:
                     ctx.schema_changed(change)
                 prepared = True
             counts = Counts()
+            refused: list[RefusedRow] = []
             if not changes.empty:
                 ctx.set_phase("applying changes")
-                counts = dst.apply(changes)
+                # Changes the target refuses for their values are found by bisection; the
+                # others are applied. Quarantined, they are behind the position saved below.
+                written = dst.apply_bisecting(changes, ctx.check)
+                counts, refused = written.counts, written.refused
                 failpoints.reach("after_target_commit")
             if changes.changes:
                 ctx.add(counts.with_read(changes.changes))
+            bad_rows.handle(refused)
             if changes.end is not None:
                 self.point = changes.end
                 self._save("stream", log_end=upto.text)
