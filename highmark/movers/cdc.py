@@ -18,6 +18,7 @@ past the one recorded; replays change nothing and count nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from highmark import clock, failpoints
@@ -25,12 +26,14 @@ from highmark.bad_rows import BadRows
 from highmark.checkpoint import encode_value
 from highmark.config import ProjectConfig, TableJobSpec
 from highmark.config.tables import CDC_MARK_COLUMN
+from highmark.destinations.bisect import write_bisecting
 from highmark.destinations.changes import ChangeDestination
 from highmark.errors import SourceError
 from highmark.models import Counts, MarkUpdate, RefusedRow, Watermark, WatermarkType
 from highmark.movers.base import RunContext
 from highmark.movers.cdc_checkpoint import CdcCheckpoint
 from highmark.sources import postgres_copy
+from highmark.sources.base import Batch
 from highmark.sources.changes import ChangeSource, LogPoint
 from highmark.sources.sql import SqlSource
 
@@ -166,12 +169,15 @@ class CdcMover:
             batches = postgres_copy.key_ranges(reader, after_pk, None, batch_size=job.batch_size)
         else:
             batches = reader.read_all(after_pk, None, batch_size=job.batch_size)
+        bad_rows = BadRows.of(ctx, job)
         try:
             for batch in batches:
                 ctx.check()
-                staged = dst.stage_batch(batch)
+                # Rows the source cannot convert, or the stage refuses, are bad rows.
+                staged = write_bisecting(self._stage, batch, check=ctx.check)
                 failpoints.reach("after_target_commit")
-                ctx.add(Counts(rows_read=staged))
+                ctx.add(Counts(rows_read=staged.counts.rows_read + len(batch.refused)))
+                bad_rows.handle([*batch.refused, *staged.refused])
                 self._save("snapshot", last_pk=[encode_value(v) for v in batch.last_pk or ()])
         finally:
             close = getattr(batches, "close", None)
@@ -179,17 +185,17 @@ class CdcMover:
                 close()
         ctx.check()
         ctx.set_phase("replacing the target")
-        merged = dst.snapshot_finish(self.point.at or clock.now())
-        ctx.replace_counts(
-            Counts(
-                rows_read=ctx.counts.rows_read,
-                rows_written=merged.rows_written,
-                rows_updated=merged.rows_updated,
-                rows_deleted=merged.rows_deleted,
-            )
-        )
+        merged = dst.snapshot_finish(self.point.at or clock.now(), ctx.check)
+        ctx.replace_counts(replace(merged.counts, rows_read=ctx.counts.rows_read))
+        # Failing, the snapshot is taken again by the next run: the refused rows are not behind
+        # any position. Quarantined, they are.
+        bad_rows.handle(merged.refused)
         self._save("stream")
         ctx.note(f"snapshot loaded; changes applied from {self.point.text}")
+
+    def _stage(self, batch: Batch) -> Counts:
+        assert self.destination is not None
+        return Counts(rows_read=self.destination.stage_batch(batch))
 
     def _reading(self) -> TableJobSpec:
         """The job as the snapshot reads it: no watermark; soft-deleted rows left out when the

@@ -163,3 +163,33 @@ def test_a_lock_wait_during_an_apply_stays_retryable_and_is_not_bisected(
     assert [r["id"] for r in snapshot(engine, TARGET)] == list(range(1, 11))
     run_ok(project)  # once the lock is gone
     assert snapshot(engine, TARGET) == snapshot(engine, SOURCE)
+
+
+def test_a_refused_row_of_the_snapshot_is_named_then_quarantined(
+    cdc_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """The snapshot's merge into the target is refused for one row: merged again in pieces
+    (bisected), the other rows go in."""
+    engine = engine_for(cdc_url)
+    table = create_orders(engine)
+    insert_orders(engine, table, [order(i, amount="-7" if i == 7 else None) for i in range(1, 31)])
+    create_checked_orders(engine, TARGET)
+    project = Project.load(write_cdc_project(write_project, cdc_url, batch_size=8))
+
+    failed = project.run(JOB)
+
+    assert failed.run_status is RunStatus.FAILED
+    assert failed.error_details is not None and failed.error_details["source_record_id"] == 7
+    assert failed.error_message is not None and "id 7" in failed.error_message
+    assert [r["id"] for r in snapshot(engine, TARGET)] == [i for i in range(1, 31) if i != 7]
+
+    path = write_cdc_project(write_project, cdc_url, batch_size=8, on_bad_rows="quarantine")
+    project = Project.load(path)
+    quarantined = run_ok(project)
+    assert (quarantined.rows_rejected, quarantined.rows_read) == (1, 30)
+    assert [r.source_record_id for r in project.store.rejected_rows(JOB)] == [7]
+    assert [r["id"] for r in snapshot(engine, TARGET)] == [i for i in range(1, 31) if i != 7]
+
+    execute(engine, "UPDATE orders SET amount = 7 WHERE id = 7", "DELETE FROM orders WHERE id = 8")
+    run_ok(project)
+    assert snapshot(engine, TARGET) == snapshot(engine, SOURCE)
