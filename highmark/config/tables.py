@@ -105,8 +105,8 @@ class TableJobSpec(ColumnChoice, JobSpec):
     cdc: CdcSpec | None = None
     # `highmark reconcile` on a schedule, under the worker (highmark/reconcile/).
     reconcile: ReconcileSettings | None = None
-    # Bad rows: fail the run (naming them) or quarantine them; the project file's top-level
-    # `on_bad_rows` is the default.
+    # Bad rows (of every load type, cdc included): fail the run (naming them) or quarantine
+    # them; the project file's top-level `on_bad_rows` is the default.
     on_bad_rows: OnBadRows = DEFAULT_ON_BAD_ROWS
 
     @field_validator("load_type")

@@ -13,6 +13,10 @@ order, a set of whole transactions per target transaction. After each set: the t
 the checkpoint records the position, and only then may the source let the log go (the slot is
 advanced). A run killed anywhere replays from the last position the source kept, which is never
 past the one recorded; replays change nothing and count nothing.
+
+Changes (and snapshot rows) the target refuses for their values are bisected out and handled by
+the job's ``on_bad_rows`` (highmark/bad_rows.py): quarantined, they are behind the position saved
+after their set; failing the run, they are not, so the next run meets them again.
 """
 
 from __future__ import annotations
