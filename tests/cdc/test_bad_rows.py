@@ -5,6 +5,7 @@ retryable failure of the run, not bisected."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -193,3 +194,39 @@ def test_a_refused_row_of_the_snapshot_is_named_then_quarantined(
     execute(engine, "UPDATE orders SET amount = 7 WHERE id = 7", "DELETE FROM orders WHERE id = 8")
     run_ok(project)
     assert snapshot(engine, TARGET) == snapshot(engine, SOURCE)
+
+
+def test_a_quarantined_change_keeps_masked_values_masked(
+    cdc_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("HM_TEST_MASK_KEY", "bad-rows-mask-key")
+    engine = engine_for(cdc_url)
+    create_orders(engine)
+    create_checked_orders(engine, TARGET)
+    path = write_cdc_project(
+        write_project,
+        cdc_url,
+        on_bad_rows="quarantine",
+        mask_columns=["customer"],
+        mask_key="${HM_TEST_MASK_KEY}",
+    )
+    project = Project.load(path)
+    run_ok(project)
+    execute(
+        engine,
+        INSERT + "(1, 'raw-secret-good', 1.00, '2024-02-01 00:00:00'), "
+        "(2, 'raw-secret-bad', -1.00, '2024-02-01 00:00:00')",
+    )
+    run = run_ok(project)
+    assert run.rows_rejected == 1
+    (rejected,) = project.store.rejected_rows(JOB)
+    assert rejected.source_record_id == 2 and rejected.source_data is not None
+    assert len(rejected.source_data["customer"]) == 64  # the hash, not the value
+    said = f"{rejected.source_data} {rejected.error_message} {run.notes} {caplog.text}"
+    assert "raw-secret" not in said and "bad-rows-mask-key" not in said
+    assert [r["id"] for r in snapshot(engine, TARGET)] == [1]
