@@ -138,11 +138,15 @@ def test_a_lock_wait_during_an_apply_stays_retryable_and_is_not_bisected(
     pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
 ) -> None:
     engine = engine_for(pg_url)
-    short_lock_timeout(engine)
     table = create_orders(engine)
     insert_orders(engine, table, [order(i) for i in range(1, 11)])
-    project = Project.load(write_cdc_project(write_project, pg_url, on_bad_rows="quarantine"))
-    run_ok(project)
+    run_ok(Project.load(write_cdc_project(write_project, pg_url, on_bad_rows="quarantine")))
+    # Only now (creating the slot waits for every transaction of the server to end), and for
+    # the target's new sessions (a URL of their own: a pool of their own).
+    short_lock_timeout(engine)
+    target_url = f"{pg_url}?application_name=lock_waiter"
+    path = write_cdc_project(write_project, pg_url, target_url=target_url, on_bad_rows="quarantine")
+    project = Project.load(path)
     execute(
         engine,
         "UPDATE orders SET amount = 99 WHERE id = 5",
