@@ -1,5 +1,6 @@
 """What a run does with bad rows: rows the target refused for their values (found by bisection,
-highmark/destinations/bisect.py) or that the source could not convert.
+highmark/destinations/bisect.py; a CDC job's changes too, highmark/destinations/changes.py) or
+that the source could not convert.
 
 ``on_bad_rows: fail`` (the default) writes the batch's other rows, then fails the run with the
 first :data:`MAX_DETAILED_ROWS` bad rows in ``error_details`` (their primary key, their data, the
@@ -18,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from highmark.checkpoint import encode_value
-from highmark.config.tables import OnBadRows
+from highmark.config.tables import OnBadRows, TableJobSpec
 from highmark.errors import DestinationError
 from highmark.models import RefusedRow, RejectedRow
 from highmark.movers.base import RunContext
@@ -50,6 +51,17 @@ class BadRows:
         self.source_table = source_table
         self.target_table = target_table
         self.primary_key = primary_key
+
+    @classmethod
+    def of(cls, ctx: RunContext, job: TableJobSpec) -> BadRows:
+        """The bad rows of a SQL-table job (a table or a CDC job)."""
+        return cls(
+            ctx,
+            policy=job.on_bad_rows,
+            source_table=job.source.table,
+            target_table=job.target.table,
+            primary_key=job.primary_key,
+        )
 
     def handle(self, refused: Iterable[RefusedRow]) -> None:
         """Quarantine ``refused``, or fail the run with them."""

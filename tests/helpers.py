@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
     Engine,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import mysql
@@ -38,6 +40,20 @@ def orders_table(name: str = "orders", schema: str | None = None) -> Table:
         Column("deleted_at", Timestamp, nullable=True),
         schema=schema,
     )
+
+
+def create_checked_orders(engine: Engine, name: str = "orders_copy") -> None:
+    """An orders-shaped target that refuses negative amounts (a row the target refuses)."""
+    table = orders_table(name)
+    table.append_constraint(CheckConstraint("amount >= 0", name="amount_not_negative"))
+    table.metadata.create_all(engine)
+
+
+def short_lock_timeout(engine: Engine) -> None:
+    """Every later session of ``engine``'s PostgreSQL database waits 1 s for a lock."""
+    with engine.connect() as conn:
+        conn.execute(text(f"ALTER DATABASE \"{engine.url.database}\" SET lock_timeout = '1s'"))
+        conn.commit()
 
 
 def _bind(engine: Engine, value: datetime | None) -> datetime | None:

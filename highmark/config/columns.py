@@ -1,6 +1,7 @@
 """Which source columns a SQL-table job loads, and which it masks (``columns``,
 ``exclude_columns``, ``mask_columns``, ``mask_key``), and how it meets schema changes
-(``schema_changes``: highmark/schema/)."""
+(``schema_changes``: highmark/schema/). CDC jobs take the same choice: their snapshot and their
+change stream carry the chosen columns only, masked as they are read."""
 
 from __future__ import annotations
 

@@ -105,8 +105,8 @@ class TableJobSpec(ColumnChoice, JobSpec):
     cdc: CdcSpec | None = None
     # `highmark reconcile` on a schedule, under the worker (highmark/reconcile/).
     reconcile: ReconcileSettings | None = None
-    # Bad rows: fail the run (naming them) or quarantine them; the project file's top-level
-    # `on_bad_rows` is the default.
+    # Bad rows (of every load type, cdc included): fail the run (naming them) or quarantine
+    # them; the project file's top-level `on_bad_rows` is the default.
     on_bad_rows: OnBadRows = DEFAULT_ON_BAD_ROWS
 
     @field_validator("load_type")
@@ -133,10 +133,6 @@ class TableJobSpec(ColumnChoice, JobSpec):
             )
         if self.cdc is not None and self.load_type is not LoadType.CDC:
             raise KeyedError(("cdc",), "applies to load_type: cdc only")
-        if self.load_type is LoadType.CDC and self.chooses_columns:
-            raise KeyedError(
-                ("columns",), "columns, exclude_columns and mask_columns are not for cdc jobs yet"
-            )
         self.check_choice(self.needed_columns())
         return self
 
@@ -147,9 +143,19 @@ class TableJobSpec(ColumnChoice, JobSpec):
             needed.setdefault(self.watermark.column, "the watermark column")
             if self.watermark.tiebreaker:
                 needed.setdefault(self.watermark.tiebreaker, "the watermark's tiebreaker")
-        if self.soft_delete is not None:
+        if self.soft_delete is not None and not self._marks_in_target:
             needed.setdefault(self.soft_delete.column, "the soft-delete column")
         return needed
+
+    @property
+    def _marks_in_target(self) -> bool:
+        """A cdc job's ``soft_delete: {mode: mark}`` column is the target's own when the source
+        lacks it (or leaves it out): it need not be read."""
+        return (
+            self.load_type is LoadType.CDC
+            and self.soft_delete is not None
+            and self.soft_delete.mode == "mark"
+        )
 
     @property
     def cdc_settings(self) -> CdcSpec:

@@ -14,6 +14,7 @@ row the source soft-deleted (its column set) goes too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,11 +23,14 @@ from sqlalchemy.sql.expression import TableClause
 
 from highmark import failpoints
 from highmark.config import ResolvedConnection, SoftDeleteSpec, TableJobSpec, TableRef
+from highmark.destinations.bisect import Written, write_bisecting
+from highmark.destinations.refusal import is_data_error
 from highmark.destinations.sql import SqlDestination, _bind
-from highmark.models import Counts
+from highmark.models import Counts, RefusedRow
 from highmark.schema.change import SchemaChange
 from highmark.sources.base import Batch
-from highmark.sources.changes import ChangeSet, Key, Op
+from highmark.sources.changes import ChangeSet, Key, Op, RowChange
+from highmark.sources.sql import keyset_after
 from highmark.sqlschema import TableSchema, raw_table, reflect
 from highmark.sqltypes import column_info, target_type, write_converter
 
@@ -130,6 +134,40 @@ class ChangeDestination(SqlDestination):
             failpoints.reach("mid_batch")
         return Counts(rows_written=written, rows_updated=updated, rows_deleted=removed)
 
+    def apply_bisecting(
+        self, changes: ChangeSet, check: Callable[[], None] = lambda: None
+    ) -> Written:
+        """:meth:`apply`; a set the target refuses for a data reason is bisected
+        (highmark/destinations/bisect.py) down to the changes at fault, and the others applied.
+
+        A set holds one change per key, its net effect in log order, so every piece keeps each
+        key's changes together and in order. Removals come first, as in one :meth:`apply`; a
+        truncate is applied alone before the first piece. A refused change is reported by its
+        row (a delete: by its key), as the job loads it (masked, chosen columns only)."""
+        if not changes.rows:  # nothing to bisect: at most a truncate
+            return Written(self.apply(changes), [])
+        items: list[tuple[dict[str, Any], Key, RowChange]] = []
+        for key, change in sorted(changes.rows.items(), key=lambda kc: kc[1].op is Op.UPSERT):
+            row = change.row
+            if row is None:
+                row = dict(zip(self.job.primary_key, key, strict=True))
+            items.append((row, key, change))
+        by_row = {id(row): (key, change) for row, key, change in items}
+        truncate = changes.truncated_at
+
+        def write(batch: Batch) -> Counts:
+            nonlocal truncate
+            if len(batch.rows) == len(items):  # the whole set, in one transaction
+                return self.apply(changes)
+            done = Counts()
+            if truncate is not None:
+                done = self.apply(ChangeSet(truncated_at=truncate))
+                truncate = None
+            part = ChangeSet(rows=dict(by_row[id(row)] for row in batch.rows))
+            return done + self.apply(part)
+
+        return write_bisecting(write, Batch(rows=[row for row, _, _ in items]), check=check)
+
     def _truncate(self, at: datetime) -> int:
         t = self._whole_target()
         if self._marks:
@@ -161,7 +199,7 @@ class ChangeDestination(SqlDestination):
             done += int(self.conn.execute(delete(t).where(self._key_in(t, chunk))).rowcount)
         return done
 
-    def _mark(self, t: TableClause, keys: list[Key] | None, at: datetime) -> int:
+    def _mark(self, t: TableClause, keys: list[Key] | None, at: datetime, where: Any = None) -> int:
         assert self.soft is not None
         column = self._tcol(self.soft.column)
         info = self.target.find(column)
@@ -171,6 +209,8 @@ class ChangeDestination(SqlDestination):
         statement = update(t).where(t.c[column].is_(None))
         if keys is not None:
             statement = statement.where(self._key_in(t, keys))
+        if where is not None:
+            statement = statement.where(where)
         return int(self.conn.execute(statement.values({column: _bind(value)})).rowcount)
 
     def _unmark(self, stage: TableClause) -> int:
@@ -228,37 +268,67 @@ class ChangeDestination(SqlDestination):
 
     # ------------------------------------------------------------------ snapshots
 
-    def snapshot_finish(self, at: datetime) -> Counts:
+    def snapshot_finish(self, at: datetime, check: Callable[[], None] = lambda: None) -> Written:
         """End a snapshot staged with :meth:`stage_begin`/:meth:`stage_batch`: the target ends
-        equal to it; rows it lacks are removed (or marked deleted at ``at``)."""
+        equal to it; rows it lacks are removed (or marked deleted at ``at``). A merge the target
+        refuses for some rows' values is done again in pieces, bisected: those rows are
+        returned, the others merged."""
         stage = self._full_stage()
-        with self._transaction("cannot write"):
-            if self._marks:
-                t = self._whole_target()
-                keys = [self._tcol(c) for c in self.job.primary_key]
-                column = self._tcol(self.soft.column) if self.soft is not None else ""
-                info = self.target.find(column)
-                assert info is not None
-                convert = write_converter(info, self.dialect, self.zone)
-                gone = ~exists().where(and_(*(stage.c[k] == t.c[k] for k in keys)))
-                marked = self.conn.execute(
-                    update(t)
-                    .where(t.c[column].is_(None), gone)
-                    .values({column: _bind(convert(at) if convert is not None else at)})
-                ).rowcount
+        try:
+            with self._transaction("cannot write"):
+                gone = self._gone(stage, at)
                 counts = self._merge(stage, delete_missing=False)
-                unmarked = 0 if self.soft_in_source else self._unmark(stage)
-                counts = Counts(
-                    rows_written=counts.rows_written + unmarked,
-                    rows_updated=counts.rows_updated,
-                    rows_deleted=counts.rows_deleted + int(marked),
-                )
-            else:
-                counts = self._merge(stage, delete_missing=True)
+                if self._marks and not self.soft_in_source:
+                    counts = counts + Counts(rows_written=self._unmark(stage))
+            written = Written(counts + Counts(rows_deleted=gone), [])
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            log.info("target %s refused the snapshot's merge: merging it in pieces", self.ref.table)
+            written = self._merge_in_pieces(stage, at, check)
         with self._transaction("cannot drop the staging table of"):
             name = self._quote_qualified(self.ref.schema_name, self.full_stage_name)
             self.conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
-        return counts
+        return written
+
+    def _gone(self, stage: TableClause, at: datetime) -> int:
+        """Remove (or mark deleted at ``at``) the target's rows that ``stage`` lacks."""
+        t = self._whole_target()
+        keys = [self._tcol(c) for c in self.job.primary_key]
+        missing = ~exists().where(and_(*(stage.c[k] == t.c[k] for k in keys)))
+        if not self._marks:
+            return int(self.conn.execute(delete(t).where(missing)).rowcount)
+        return self._mark(t, None, at, missing)
+
+    def _merge_in_pieces(
+        self, stage: TableClause, at: datetime, check: Callable[[], None]
+    ) -> Written:
+        """The snapshot's merge as change sets of ``batch_size`` staged rows, in key order, each
+        applied (and bisected) as the log's changes are: bounded memory, the refused rows named."""
+        with self._transaction("cannot write"):
+            counts = Counts(rows_deleted=self._gone(stage, at))
+        names = [target for _, target in self._mapping]
+        readers = [(source, self._reader(target)) for source, target in self._mapping]
+        keys = [stage.c[self._tcol(c)] for c in self.job.primary_key]
+        at_key = [names.index(k.name) for k in keys]
+        refused: list[RefusedRow] = []
+        after: list[Any] | None = None
+        while True:
+            check()
+            query = select(*(stage.c[n] for n in names)).order_by(*keys).limit(self.job.batch_size)
+            if after is not None:
+                query = query.where(keyset_after(keys, after))
+            with self._transaction("cannot read"):
+                raw = self.conn.execute(query).all()
+            if not raw:
+                return Written(counts, refused)
+            after = [raw[-1][i] for i in at_key]
+            piece = ChangeSet()
+            for values in raw:
+                row = {name: read(v) for (name, read), v in zip(readers, values, strict=True)}
+                piece.rows[tuple(values[i] for i in at_key)] = RowChange(Op.UPSERT, row, at)
+            written = self.apply_bisecting(piece, check)
+            counts, refused = counts + written.counts, [*refused, *written.refused]
 
 
 def _timestamp_type(dialect: str) -> Any:

@@ -13,23 +13,31 @@ order, a set of whole transactions per target transaction. After each set: the t
 the checkpoint records the position, and only then may the source let the log go (the slot is
 advanced). A run killed anywhere replays from the last position the source kept, which is never
 past the one recorded; replays change nothing and count nothing.
+
+Changes (and snapshot rows) the target refuses for their values are bisected out and handled by
+the job's ``on_bad_rows`` (highmark/bad_rows.py): quarantined, they are behind the position saved
+after their set; failing the run, they are not, so the next run meets them again.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from highmark import clock, failpoints
+from highmark.bad_rows import BadRows
 from highmark.checkpoint import encode_value
 from highmark.config import ProjectConfig, TableJobSpec
 from highmark.config.tables import CDC_MARK_COLUMN
+from highmark.destinations.bisect import write_bisecting
 from highmark.destinations.changes import ChangeDestination
 from highmark.errors import SourceError
-from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
+from highmark.models import Counts, MarkUpdate, RefusedRow, Watermark, WatermarkType
 from highmark.movers.base import RunContext
 from highmark.movers.cdc_checkpoint import CdcCheckpoint
 from highmark.sources import postgres_copy
+from highmark.sources.base import Batch
 from highmark.sources.changes import ChangeSource, LogPoint
 from highmark.sources.sql import SqlSource
 
@@ -160,16 +168,20 @@ class CdcMover:
         if not dst.stage_begin(after_pk) and after_pk is not None:
             log.warning("job %s: the snapshot's staging table is gone; starting over", job.job_id)
             after_pk = None
-        if dst.takes_copy_from(schema.dialect):
+        # COPY moves values server to server: a masked column's values must go through Python.
+        if dst.takes_copy_from(schema.dialect) and not job.mask_columns:
             batches = postgres_copy.key_ranges(reader, after_pk, None, batch_size=job.batch_size)
         else:
             batches = reader.read_all(after_pk, None, batch_size=job.batch_size)
+        bad_rows = BadRows.of(ctx, job)
         try:
             for batch in batches:
                 ctx.check()
-                staged = dst.stage_batch(batch)
+                # Rows the source cannot convert, or the stage refuses, are bad rows.
+                staged = write_bisecting(self._stage, batch, check=ctx.check)
                 failpoints.reach("after_target_commit")
-                ctx.add(Counts(rows_read=staged))
+                ctx.add(Counts(rows_read=staged.counts.rows_read + len(batch.refused)))
+                bad_rows.handle([*batch.refused, *staged.refused])
                 self._save("snapshot", last_pk=[encode_value(v) for v in batch.last_pk or ()])
         finally:
             close = getattr(batches, "close", None)
@@ -177,17 +189,17 @@ class CdcMover:
                 close()
         ctx.check()
         ctx.set_phase("replacing the target")
-        merged = dst.snapshot_finish(self.point.at or clock.now())
-        ctx.replace_counts(
-            Counts(
-                rows_read=ctx.counts.rows_read,
-                rows_written=merged.rows_written,
-                rows_updated=merged.rows_updated,
-                rows_deleted=merged.rows_deleted,
-            )
-        )
+        merged = dst.snapshot_finish(self.point.at or clock.now(), ctx.check)
+        ctx.replace_counts(replace(merged.counts, rows_read=ctx.counts.rows_read))
+        # Failing, the snapshot is taken again by the next run: the refused rows are not behind
+        # any position. Quarantined, they are.
+        bad_rows.handle(merged.refused)
         self._save("stream")
         ctx.note(f"snapshot loaded; changes applied from {self.point.text}")
+
+    def _stage(self, batch: Batch) -> Counts:
+        assert self.destination is not None
+        return Counts(rows_read=self.destination.stage_batch(batch))
 
     def _reading(self) -> TableJobSpec:
         """The job as the snapshot reads it: no watermark; soft-deleted rows left out when the
@@ -215,6 +227,7 @@ class CdcMover:
             f"{start.text} up to {upto.text}"
         )
         prepared = False
+        bad_rows = BadRows.of(ctx, job)
         for changes in source.changes(start, upto, job.batch_size):
             ctx.check()
             if not prepared or changes.new_columns:
@@ -224,12 +237,17 @@ class CdcMover:
                     ctx.schema_changed(change)
                 prepared = True
             counts = Counts()
+            refused: list[RefusedRow] = []
             if not changes.empty:
                 ctx.set_phase("applying changes")
-                counts = dst.apply(changes)
+                # Changes the target refuses for their values are found by bisection; the
+                # others are applied. Quarantined, they are behind the position saved below.
+                written = dst.apply_bisecting(changes, ctx.check)
+                counts, refused = written.counts, written.refused
                 failpoints.reach("after_target_commit")
             if changes.changes:
                 ctx.add(counts.with_read(changes.changes))
+            bad_rows.handle(refused)
             if changes.end is not None:
                 self.point = changes.end
                 self._save("stream", log_end=upto.text)

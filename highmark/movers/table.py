@@ -403,13 +403,7 @@ class TableMover:
         self._bad_rows().handle([*batch.refused, *written.refused])
 
     def _bad_rows(self) -> BadRows:
-        return BadRows(
-            self.ctx,
-            policy=self.job.on_bad_rows,
-            source_table=self.job.source.table,
-            target_table=self.job.target.table,
-            primary_key=self.job.primary_key,
-        )
+        return BadRows.of(self.ctx, self.job)
 
     def _save_checkpoint(self, **fields: Any) -> None:
         data = {

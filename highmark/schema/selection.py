@@ -1,4 +1,5 @@
 """The columns a SQL-table job reads (``columns``/``exclude_columns``) and masks (``mask_columns``).
+A CDC job's change sources decode the log through the same choice (SqlSource.converter).
 
 Left-out columns are never read: the source's described table lacks them, so every query selects
 only the rest. A masked column is read, and its value replaced at once (before any batch leaves

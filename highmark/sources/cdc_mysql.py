@@ -334,12 +334,15 @@ class _RowPlan:
     def __init__(self, columns: tuple[str, ...], source: MysqlChanges) -> None:
         schema = source.describe()
         zone = source.reader.zone
-        self.columns: list[tuple[str, str, Any]] = []
+        # (binlog name, source name, converter, decode bytes?): a masked column's value is
+        # hashed here, before it leaves the source, from the text the snapshot would read.
+        self.columns: list[tuple[str, str, Any, bool]] = []
         for name in columns:
             info = schema.find(name)
-            if info is not None:
-                self.columns.append((name, info.name, read_converter(info, zone)))
-        present = {target for _, target, _ in self.columns}
+            if info is not None:  # else left out by the job, or dropped since
+                decode = read_converter(info, zone) is None
+                self.columns.append((name, info.name, source.reader.converter(info), decode))
+        present = {target for _, target, _, _ in self.columns}
         self.absent = [c.name for c in schema.columns if c.name not in present]
         self.keys = []
         for key in source.job.primary_key:
@@ -350,9 +353,9 @@ class _RowPlan:
 
     def row(self, values: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(self.absent)
-        for name, target, convert in self.columns:
+        for name, target, convert, decode in self.columns:
             value = values.get(name)
-            if isinstance(value, bytes) and convert is None:
+            if isinstance(value, bytes) and decode:
                 value = value.decode("utf-8", errors="replace")
             row[target] = convert(value) if convert is not None and value is not None else value
         return row

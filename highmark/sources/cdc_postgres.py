@@ -29,7 +29,6 @@ from highmark.sources import pgoutput
 from highmark.sources.changes import ChangeSet, Key, LogPoint
 from highmark.sources.sql import SqlSource
 from highmark.sqlschema import TableSchema
-from highmark.sqltypes import read_converter
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +365,8 @@ class PostgresChanges:
         if message.oid != self._table_oid:
             return
         schema = self.describe()
-        names = {c.name for c in message.columns}
+        # Columns the job leaves out (columns/exclude_columns) are never loaded: not new either.
+        names = {c.name for c in message.columns if self.job.keeps(c.name)}
         if any(schema.find(n) is None for n in names):
             schema = self._refresh_schema()  # a column was added since the run started
             pending.new_columns.update(n for n in names if schema.find(n) is not None)
@@ -406,14 +406,14 @@ class _RelationPlan:
         from psycopg.adapt import Transformer
 
         transformer = Transformer(source.conn)
-        zone = source.reader.zone
         self.columns: list[tuple[int, str, Any, Any]] = []
         for i, col in enumerate(relation.columns):
             info = schema.find(col.name)
             if info is None:
-                continue  # dropped since: the target keeps it as it is
+                continue  # left out by the job, or dropped since: the target keeps it as it is
             loader = transformer.get_loader(col.type_oid, pq.Format.TEXT)
-            self.columns.append((i, info.name, loader.load, read_converter(info, zone)))
+            # A masked column's value is hashed here, before it leaves the source.
+            self.columns.append((i, info.name, loader.load, source.reader.converter(info)))
         present = {name for _, name, _, _ in self.columns}
         self.absent = [c.name for c in schema.columns if c.name not in present]
         self.keys = [_found(schema, k) for k in source.job.primary_key]

@@ -418,10 +418,12 @@ class SqlSource:
         )
 
     def _converters(self) -> list[tuple[str, Converter | None]]:
-        columns = self.describe().columns
-        return [
-            (c.name, self._maskers.get(c.name) or read_converter(c, self.zone)) for c in columns
-        ]
+        return [(c.name, self.converter(c)) for c in self.describe().columns]
+
+    def converter(self, column: ColumnInfo) -> Converter | None:
+        """A driver value of ``column`` (of :meth:`describe`) -> the value loaded: canonical, or
+        its keyed hash when the job masks it (highmark/schema/selection.py)."""
+        return self._maskers.get(column.name) or read_converter(column, self.zone)
 
     def _key_of(self, row: dict[str, Any]) -> Watermark | None:
         spec = self.job.watermark

@@ -10,16 +10,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Engine, Index, String, text
+from sqlalchemy import Engine, Index, String, text
 
 from highmark import Project, RunStatus
 from tests.helpers import (
     BASE_TIME,
     copy_job,
+    create_checked_orders,
     create_orders,
     insert_orders,
     order,
     orders_table,
+    short_lock_timeout,
     snapshot,
 )
 
@@ -39,13 +41,6 @@ def _project(write_project: Callable[..., Path], url: str, **options: Any) -> Pr
     return Project.load(path)
 
 
-def _checked_target(engine: Engine) -> None:
-    """orders_copy as the source's, but refusing negative amounts."""
-    table = orders_table("orders_copy")
-    table.append_constraint(CheckConstraint("amount >= 0", name="amount_not_negative"))
-    table.metadata.create_all(engine)
-
-
 def _source(engine: Engine, ids: range, bad: set[int]) -> list[dict[str, Any]]:
     table = create_orders(engine) if ids.start == 1 else orders_table()
     rows = [order(i, amount="-1.00" if i in bad else None) for i in ids]
@@ -58,7 +53,7 @@ def test_one_bad_row_in_a_batch_of_10000_fails_the_run_after_the_9999_others_are
 ) -> None:
     engine = engine_for(db_url)
     _source(engine, range(1, ROWS + 1), {BAD_ID})
-    _checked_target(engine)
+    create_checked_orders(engine)
     project = _project(write_project, db_url)
 
     run = project.run(JOB)
@@ -96,7 +91,7 @@ def test_quarantine_keeps_bad_rows_apart_and_moves_the_watermark_past_them(
 ) -> None:
     engine = engine_for(db_url)
     _source(engine, range(1, 11), set())
-    _checked_target(engine)
+    create_checked_orders(engine)
     # The default comes from the top of the project file.
     project = _project(write_project, db_url, top={"on_bad_rows": "quarantine"})
     assert project.config.jobs[JOB].on_bad_rows == "quarantine"  # type: ignore[attr-defined]
@@ -245,9 +240,7 @@ def test_a_lock_timeout_during_a_batch_stays_retryable_and_is_not_bisected(
     pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
 ) -> None:
     engine = engine_for(pg_url)
-    with engine.connect() as conn:  # every later session of this database waits 1 s for a lock
-        conn.execute(text(f"ALTER DATABASE \"{engine.url.database}\" SET lock_timeout = '1s'"))
-        conn.commit()
+    short_lock_timeout(engine)
     table = create_orders(engine)
     insert_orders(engine, table, [order(i) for i in range(1, 11)])
     project = _project(write_project, pg_url, on_bad_rows="quarantine")
@@ -288,7 +281,7 @@ def test_a_run_that_quarantines_raises_one_rows_rejected_alert(
     url = f"sqlite:///{tmp_path / 'data.db'}"
     engine = engine_for(url)
     _source(engine, range(1, 101), {BAD_ID % 100})
-    _checked_target(engine)
+    create_checked_orders(engine)
     with webhook_server() as hooks:
         path = write_alerting_project(
             tmp_path / "highmark.yml",
@@ -314,7 +307,7 @@ def test_retention_purges_quarantined_rows_with_their_run(
     url = f"sqlite:///{tmp_path / 'data.db'}"
     engine = engine_for(url)
     _source(engine, range(1, 51), {7})
-    _checked_target(engine)
+    create_checked_orders(engine)
     project = _project(write_project, url, on_bad_rows="quarantine")
     old = project.run(JOB)
     _source(engine, range(51, 61), {55})
@@ -371,7 +364,7 @@ def test_a_parallel_first_load_bisects_the_range_that_holds_a_bad_row(
 ) -> None:
     engine = engine_for(pg_url)
     _source(engine, range(1, 3001), {1234})
-    _checked_target(engine)
+    create_checked_orders(engine)
     project = _project(
         write_project, pg_url, on_bad_rows="quarantine", parallelism=3, batch_size=500
     )

@@ -79,3 +79,46 @@ def test_a_mask_key_written_in_the_file_is_a_secret_too(tmp_path: Path) -> None:
     text = PROJECT + "    mask_columns: [email]\n    mask_key: written-in-the-file-42\n"
     job = parse_project_text(text, tmp_path / "highmark.yml").jobs["orders_sync"]
     assert "written-in-the-file-42" not in scrub(f"{job.model_dump()} key written-in-the-file-42")
+
+
+CDC_PROJECT = """\
+connections:
+  db: postgresql://localhost/shop
+jobs:
+  orders_cdc:
+    load_type: cdc
+    source: {connection: db, table: orders}
+    target: {connection: db, table: orders_copy}
+    primary_key: [id]
+"""
+
+CDC_ERRORS = [
+    ("exclude_columns: [email, id]", "exclude_columns: column id cannot be left out: it is the "
+     "primary key"),
+    ("columns: [email]", "columns: column id cannot be left out: it is the primary key"),
+    ("mask_columns: [id]\n    mask_key: k", "mask_columns: column id cannot be masked: it is the "
+     "primary key"),
+    ("soft_delete: {column: gone, mode: delete}\n    exclude_columns: [gone]",
+     "column gone cannot be left out: it is the soft-delete column"),
+    ("mask_columns: [email]", "mask_key: mask_columns needs a mask_key"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "expected"), CDC_ERRORS, ids=[e for e, _ in CDC_ERRORS])
+def test_a_cdc_job_refuses_the_same_choices(extra: str, expected: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_project_text(CDC_PROJECT + f"    {extra}\n", tmp_path / "highmark.yml")
+    message = str(caught.value)
+    assert "\n" not in message and "job orders_cdc" in message
+    assert expected in message, message
+
+
+def test_a_cdc_job_chooses_and_masks_columns(tmp_path: Path) -> None:
+    """A cdc job's mark-mode soft-delete column may be the target's own: it need not be read."""
+    text = CDC_PROJECT + (
+        "    columns: [id, email, amount]\n    mask_columns: [email]\n    mask_key: k3y\n"
+        "    soft_delete: {column: removed_at, mode: mark}\n"
+    )
+    job = parse_project_text(text, tmp_path / "highmark.yml").jobs["orders_cdc"]
+    assert isinstance(job, TableJobSpec)
+    assert job.keeps("amount") and not job.keeps("customer") and job.masks("email")
