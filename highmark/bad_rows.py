@@ -65,7 +65,10 @@ class BadRows:
 
     def handle(self, refused: Iterable[RefusedRow]) -> None:
         """Quarantine ``refused``, or fail the run with them."""
-        rows = [self.record(r) for r in refused]
+        self.handle_rejected([self.record(r) for r in refused])
+
+    def handle_rejected(self, rows: list[RejectedRow]) -> None:
+        """Quarantine ``rows`` (already keyed and put as JSON), or fail the run with them."""
         if not rows:
             return
         if self.policy == "quarantine":

@@ -264,8 +264,20 @@ def is_data_db_error(exc: BaseException) -> bool:
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith(_DATA_SQLSTATES)
+    if _is_psycopg_value_refusal(orig):
+        return True
     args: tuple[Any, ...] = getattr(orig, "args", ())
     return bool(args) and isinstance(args[0], int) and args[0] in _DATA_MYSQL_CODES
+
+
+def _is_psycopg_value_refusal(exc: BaseException | None) -> bool:
+    """psycopg's own refusal of a value before it reaches the server (a NUL character in text:
+    "PostgreSQL text fields cannot contain NUL (0x00) bytes"): a DataError with no SQLSTATE."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.DataError) and getattr(exc, "sqlstate", None) is None
 
 
 def translate_db_error(

@@ -6,6 +6,10 @@ that the rows still refused stay behind without holding the others back). Rows t
 leave the quarantine; rows no longer in the source leave it too (there is nothing left to load);
 rows refused again stay, with the new error and one more retry counted. A merge never overwrites
 a newer version of a row, so a retry beside a running job is harmless.
+
+An API job's quarantined records are written again as they were kept (``source_data``: every
+field and ``raw``), bisected the same way. An entity with a version (Jira's ``updated``) keeps a
+newer copy a later run loaded; one without has the kept record written over whatever is stored.
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ from sqlalchemy.types import NullType
 from highmark.bad_rows import record_id, rejected_row
 from highmark.checkpoint import decode_value
 from highmark.config import ProjectConfig, TableJobSpec
+from highmark.connectors.spec import ApiJobSpec
 from highmark.destinations.bisect import write_bisecting
+from highmark.destinations.record_bisect import rewrite_rejected
 from highmark.destinations.sql import SqlDestination
 from highmark.errors import ConfigError
 from highmark.models import RejectedRecord
 from highmark.sources.base import Batch
 from highmark.sources.sql import SqlSource
 from highmark.store.store import ControlStore
+
+# Quarantined API records written again per bisected batch.
+RECORDS_PER_RETRY = 500
 
 
 @dataclass(frozen=True)
@@ -46,8 +55,10 @@ class RetryOutcome:
 def retry_rejected(store: ControlStore, config: ProjectConfig, job_id: str) -> RetryOutcome:
     """Load ``job_id``'s quarantined rows again; see the module docstring."""
     job = config.jobs.get(job_id)
+    if isinstance(job, ApiJobSpec):
+        return _retry_records(store, config, job)
     if not isinstance(job, TableJobSpec):
-        raise ConfigError(f"job {job_id!r} is not a SQL table job of {config.path}")
+        raise ConfigError(f"job {job_id!r} is not a table or API job of {config.path}")
     records = store.rejected_rows(job_id)
     if not records:
         return RetryOutcome()
@@ -80,6 +91,41 @@ def retry_rejected(store: ControlStore, config: ProjectConfig, job_id: str) -> R
     finally:
         target.close()
         source.close()
+    return outcome
+
+
+def _retry_records(store: ControlStore, config: ProjectConfig, job: ApiJobSpec) -> RetryOutcome:
+    """An API job's quarantined records written again as they were kept (an API cannot be asked
+    for one record by key the same way for every connector): those that go in, or that a newer
+    version stored since supersedes, leave the quarantine; a record of an entity the job no
+    longer writes stays as it is."""
+    writer = job.record_writer(config)
+    records = [
+        r
+        for r in store.rejected_rows(job.job_id)
+        if r.source_table in writer.entities and r.source_data is not None
+    ]
+    outcome = RetryOutcome()
+    try:
+        writer.prepare()
+        for start in range(0, len(records), RECORDS_PER_RETRY):
+            chunk = records[start : start + RECORDS_PER_RETRY]
+            written = rewrite_rejected(
+                writer, [(r.source_table, r.source_data or {}) for r in chunk]
+            )
+            still = {(r.source_table, _key(r.source_record_id)) for r in written.refused}
+            done = [
+                r.rejected_id
+                for r in chunk
+                if (r.source_table, _key(r.source_record_id)) not in still
+            ]
+            store.release_rejected(job.job_id, done)
+            store.rejected_again(job.job_id, written.refused)
+            outcome = RetryOutcome(
+                outcome.loaded + len(done), outcome.refused + len(written.refused), outcome.gone
+            )
+    finally:
+        writer.close()
     return outcome
 
 

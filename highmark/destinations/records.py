@@ -25,7 +25,7 @@ before they are written, without locks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -281,7 +281,12 @@ class RecordWriter:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, changes: Sequence[EntityChanges]) -> Counts:
+    def write(
+        self,
+        changes: Sequence[EntityChanges],
+        *,
+        kept: Mapping[str, list[dict[str, Any]]] | None = None,
+    ) -> Counts:
         """Apply pages of changes in one target transaction; count what really changed.
 
         ``rows_written``: rows inserted; ``rows_updated``: stored rows that differ from the
@@ -289,8 +294,12 @@ class RecordWriter:
         cleared); ``rows_deleted``: rows deleted, or newly marked. ``rows_read`` stays 0.
         Writing the same changes again changes and counts nothing. Values are checked before
         the transaction begins: a bad one is a :class:`DestinationError` with nothing written.
+
+        ``kept``: per entity, objects of the page written apart (record_bisect.py) that a child
+        set replaced here must not lose: they count as present, as if upserted with it.
         """
-        pages = [self._checked(page) for page in changes]
+        kept = kept or {}
+        pages = [self._checked(page, kept.get(page.entity, [])) for page in changes]
         now = clock.now()
         total = Counts()
         with self._transaction(f"cannot write {self._where()}"):
@@ -299,9 +308,10 @@ class RecordWriter:
                     total += self._write_page(self.conn, page, now)
         return total
 
-    def _checked(self, page: EntityChanges) -> _Page:
+    def _checked(self, page: EntityChanges, kept: list[dict[str, Any]]) -> _Page:
         """A page in canonical form (its values checked)."""
         table = self._table(page.entity)
+        present = frozenset(self._incoming(table, kept)) if kept else frozenset()
         if page.replace_children_of and table.parent_index is None:
             raise ValueError(f"entity {page.entity} has no parent: no children to replace")
         rows = self._incoming(table, page.upserts)
@@ -309,7 +319,7 @@ class RecordWriter:
             raise ValueError(f"entity {page.entity} has no stamp field")
         parents = self._canonical_keys(table, [(p,) for p in page.replace_children_of], True)
         deletes = self._canonical_keys(table, page.deletes)
-        return _Page(table, rows, parents, deletes, page.stamp)
+        return _Page(table, rows, parents, deletes, page.stamp, present)
 
     def _write_page(self, conn: Connection, page: _Page, now: datetime) -> Counts:
         table, rows = page.table, page.rows
@@ -348,11 +358,12 @@ class RecordWriter:
             params = tuple(table.key_params_for(table.parent_index, chunk))
             if page.stamp is not None:
                 sql, params = table.stale_children_sql(len(chunk)), (page.stamp, *params)
-                gone += [table.key_from_db(found) for found in conn.exec_driver_sql(sql, params)]
+                stale = [table.key_from_db(f) for f in conn.exec_driver_sql(sql, params)]
+                gone += [key for key in stale if key not in page.kept]
                 continue
             for found in conn.exec_driver_sql(table.children_sql(len(chunk)), params):
                 key = table.key_from_db(found)
-                if key not in rows:
+                if key not in rows and key not in page.kept:
                     gone.append(key)
         deleted = self._remove(conn, table, gone + page.deletes, now)
         return Counts(rows_written=len(inserts), rows_updated=len(updates), rows_deleted=deleted)
@@ -432,6 +443,7 @@ class _Page:
     parents: list[tuple[Any, ...]]  # 1-tuples
     deletes: list[tuple[Any, ...]]
     stamp: int | None = None
+    kept: frozenset[tuple[Any, ...]] = frozenset()  # keys upserted apart: present, not gone
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:

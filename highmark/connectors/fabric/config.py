@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -10,6 +10,9 @@ from highmark.config.jobs import SourceRef
 from highmark.connectors.microsoft import MicrosoftConnection
 from highmark.connectors.rounds import RoundJobSpec
 from highmark.connectors.spec import PREFIX_PATTERN, RecordTarget
+
+if TYPE_CHECKING:
+    from highmark.destinations.entities import Entity as RecordEntity
 
 DEFAULT_URL = "https://api.fabric.microsoft.com/v1"
 WORKSPACE_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
@@ -58,6 +61,11 @@ class FabricJobSpec(RoundJobSpec):
 
     def mark_keys(self) -> list[str]:
         return ["workspaces"]
+
+    def record_entities(self) -> list[RecordEntity]:
+        from highmark.connectors.fabric.entities import ITEMS, WORKSPACES
+
+        return [WORKSPACES, ITEMS]
 
     def checkpoint_model(self) -> type[BaseModel]:
         from highmark.connectors.fabric.checkpoint import FabricCheckpoint

@@ -23,10 +23,11 @@ from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.fabric.api import FabricApi
 from highmark.connectors.fabric.checkpoint import FabricCheckpoint
 from highmark.connectors.fabric.config import FabricConnection, FabricJobSpec
-from highmark.connectors.fabric.entities import ITEMS, WORKSPACES, item_row, workspace_row
+from highmark.connectors.fabric.entities import item_row, workspace_row
 from highmark.connectors.rounds import round_stamp
 from highmark.connectors.state import save_state
 from highmark.destinations.entities import EntityChanges
+from highmark.destinations.record_bisect import handle_refused, write_records
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError
 from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
@@ -60,13 +61,7 @@ class FabricMover:
         self.ctx = ctx
         job = self.job
         self.api = FabricApi(job.source.connection, self.connection, sleep=ctx.sleep)
-        self.writer = RecordWriter(
-            self.config.resolve(job.target.connection),
-            job.target.prefix,
-            [WORKSPACES, ITEMS],
-            deletes=job.delete_mode,
-            schema_changes=job.schema_changes,
-        )
+        self.writer = job.record_writer(self.config)
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
@@ -287,13 +282,15 @@ class FabricMover:
         ctx.set_phase("writing")
         if last_id is not None:
             ctx.set_record_hint({"listing": where, "last_id": last_id})
-        counts = self._writer.write(changes)
+        written = write_records(self._writer, changes, check=ctx.check)
+        counts = written.counts
         failpoints.reach("after_target_commit")
         total = self.state.total_records_processed + received
         ctx.add(
             Counts(received, counts.rows_written, counts.rows_updated, counts.rows_deleted),
             detail=f"{where}: {total} records",
         )
+        handle_refused(ctx, self.job.on_bad_rows, self._writer, written.refused)
         return {
             "total_records_processed": total,
             "last_record_id": last_id or self.state.last_record_id,

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from highmark.config.connections import ApiConnectionSpec, secret
 from highmark.config.jobs import SourceRef
 from highmark.connectors.spec import ApiJobSpec, RecordTarget
+
+if TYPE_CHECKING:
+    from highmark.destinations.entities import Entity as RecordEntity
 
 DEFAULT_URL = "https://api.github.com/graphql"
 Entity = Literal["pull_requests", "commits", "reviews", "comments"]
@@ -81,6 +84,11 @@ class GitHubJobSpec(ApiJobSpec):
 
     def mark_keys(self) -> list[str]:
         return list(self.source.repositories)
+
+    def record_entities(self) -> list[RecordEntity]:
+        from highmark.connectors.github.entities import entities
+
+        return entities(self.source.entities)
 
     def checkpoint_model(self) -> type[BaseModel]:
         from highmark.connectors.github.checkpoint import GitHubCheckpoint

@@ -23,9 +23,10 @@ from highmark.connectors.github import queries
 from highmark.connectors.github.api import CursorRefused, GitHubApi, QueryTooBig
 from highmark.connectors.github.checkpoint import GitHubCheckpoint, PendingPullRequest
 from highmark.connectors.github.config import GitHubConnection, GitHubJobSpec
-from highmark.connectors.github.entities import CHILDREN, STAMP, entities
+from highmark.connectors.github.entities import CHILDREN, STAMP
 from highmark.connectors.state import bounded_marks, save_state
 from highmark.destinations.entities import EntityChanges
+from highmark.destinations.record_bisect import handle_refused, write_records
 from highmark.destinations.records import RecordWriter
 from highmark.models import Counts, MarkUpdate
 
@@ -64,12 +65,7 @@ class GitHubMover:
         self.api = GitHubApi(
             job.source.connection, self.connection.url, self.connection.token, sleep=ctx.sleep
         )
-        self.writer = RecordWriter(
-            self.config.resolve(job.target.connection),
-            job.target.prefix,
-            entities(job.source.entities),
-            schema_changes=job.schema_changes,
-        )
+        self.writer = job.record_writer(self.config)
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
@@ -232,12 +228,13 @@ class GitHubMover:
         self.ctx.set_record_hint(
             {"repository": repository, "pull_request_ids": [p["id"] for p in prs][:5]}
         )
-        counts = self._writer.write(changes)
+        written = write_records(self._writer, changes, check=self.ctx.check)
         failpoints.reach("after_target_commit")
         self.ctx.add(
-            _with_read(counts, read),
+            _with_read(written.counts, read),
             detail=f"{self.state.total_prs_processed + len(prs)} pull requests ({repository})",
         )
+        handle_refused(self.ctx, self.job.on_bad_rows, self._writer, written.refused)
         greatest = max((_ts(p["updatedAt"]) for p in prs), default=None)
         marks = dict(self.state.repository_marks)
         if greatest is not None and (repository not in marks or greatest > marks[repository]):
@@ -296,20 +293,19 @@ class GitHubMover:
         ]
         self.ctx.set_phase("writing")
         self.ctx.set_record_hint({"repository": repository, "pull_request_id": entry.node_id})
-        counts = self._writer.write(
-            [
-                EntityChanges(
-                    connection,
-                    rows,
-                    stamp=entry.sync_run_id,
-                    replace_children_of=[entry.node_id] if complete else [],
-                )
-            ]
+        page = EntityChanges(
+            connection,
+            rows,
+            stamp=entry.sync_run_id,
+            replace_children_of=[entry.node_id] if complete else [],
         )
+        written = write_records(self._writer, [page], check=self.ctx.check)
         failpoints.reach("after_target_commit")
         self.ctx.add(
-            _with_read(counts, len(rows)), detail=f"{repository}: {connection} of {entry.node_id}"
+            _with_read(written.counts, len(rows)),
+            detail=f"{repository}: {connection} of {entry.node_id}",
         )
+        handle_refused(self.ctx, self.job.on_bad_rows, self._writer, written.refused)
         entry = entry.model_copy(
             update={
                 CURSOR_KEYS[connection]: nested["pageInfo"]["endCursor"],

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
 from highmark.config.connections import ApiConnectionSpec, secret
 from highmark.config.jobs import SourceRef
 from highmark.connectors.spec import PREFIX_PATTERN, ApiJobSpec, RecordTarget
+
+if TYPE_CHECKING:
+    from highmark.destinations.entities import Entity as RecordEntity
 
 PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 # ORDER BY anywhere outside a quoted string, whatever the spacing (line breaks included).
@@ -90,6 +93,11 @@ class JiraJobSpec(ApiJobSpec):
 
     def mark_keys(self) -> list[str]:
         return list(self.source.projects)
+
+    def record_entities(self) -> list[RecordEntity]:
+        from highmark.connectors.jira.issues import ISSUES
+
+        return [ISSUES]
 
     def checkpoint_model(self) -> type[BaseModel]:
         from highmark.connectors.jira.checkpoint import JiraCheckpoint

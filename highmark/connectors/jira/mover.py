@@ -24,10 +24,11 @@ from highmark.checkpoint import parse_checkpoint
 from highmark.connectors.jira.api import JiraApi
 from highmark.connectors.jira.checkpoint import JiraCheckpoint
 from highmark.connectors.jira.config import JiraConnection, JiraJobSpec
-from highmark.connectors.jira.issues import ISSUES, issue_row, search_jql, user_zone
+from highmark.connectors.jira.issues import issue_row, search_jql, user_zone
 from highmark.connectors.jira.sweep import sweep_project
 from highmark.connectors.state import bounded_marks, save_state
 from highmark.destinations.entities import EntityChanges
+from highmark.destinations.record_bisect import handle_refused, write_records
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError, SourceError
 from highmark.models import Counts, MarkUpdate
@@ -58,10 +59,7 @@ class JiraMover:
         )  # fmt: skip
         ctx.set_phase("connecting")
         self.zone = user_zone(self.api.myself())
-        self.writer = RecordWriter(
-            self.config.resolve(job.target.connection), job.target.prefix, [ISSUES],
-            schema_changes=job.schema_changes,
-        )  # fmt: skip
+        self.writer = job.record_writer(self.config)
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
@@ -196,13 +194,15 @@ class JiraMover:
         self.ctx.set_phase("writing")
         if rows:
             self.ctx.set_record_hint({"project": project, "first_issue": rows[0]["key"]})
-        counts = self._writer.write([EntityChanges("issues", rows)])
+        written = write_records(self._writer, [EntityChanges("issues", rows)], check=self.ctx.check)
         failpoints.reach("after_target_commit")
         total = self.state.total_issues_processed + len(rows)
+        counts = written.counts
         self.ctx.add(
             Counts(len(rows), counts.rows_written, counts.rows_updated, counts.rows_deleted),
             detail=f"{project}: {total} issues",
         )
+        handle_refused(self.ctx, self.job.on_bad_rows, self._writer, written.refused)
         marks = dict(self.state.project_marks)
         for row in rows:
             updated: datetime | None = row["updated"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -10,6 +10,9 @@ from highmark.config.jobs import SourceRef
 from highmark.connectors.microsoft import MicrosoftConnection
 from highmark.connectors.rounds import RoundJobSpec
 from highmark.connectors.spec import PREFIX_PATTERN, RecordTarget
+
+if TYPE_CHECKING:
+    from highmark.destinations.entities import Entity as RecordEntity
 
 DEFAULT_URL = "https://graph.microsoft.com/v1.0"
 Entity = Literal["users", "groups", "group_members"]
@@ -71,6 +74,11 @@ class MsGraphJobSpec(RoundJobSpec):
 
     def mark_keys(self) -> list[str]:
         return self.source.rounds()
+
+    def record_entities(self) -> list[RecordEntity]:
+        from highmark.connectors.msgraph.entities import ENTITIES
+
+        return [ENTITIES[e] for e in self.source.entities]
 
     def checkpoint_model(self) -> type[BaseModel]:
         from highmark.connectors.msgraph.checkpoint import MsGraphCheckpoint

@@ -32,6 +32,7 @@ from highmark.connectors.msgraph.config import MsGraphConnection, MsGraphJobSpec
 from highmark.connectors.msgraph.pages import Page, groups_page, users_page
 from highmark.connectors.rounds import round_stamp
 from highmark.connectors.state import save_state
+from highmark.destinations.record_bisect import handle_refused, write_records
 from highmark.destinations.records import RecordWriter
 from highmark.errors import ApiError
 from highmark.models import Counts, MarkUpdate, Watermark, WatermarkType
@@ -63,13 +64,7 @@ class MsGraphMover:
         self.ctx = ctx
         job = self.job
         self.api = GraphApi(job.source.connection, self.connection, sleep=ctx.sleep)
-        self.writer = RecordWriter(
-            self.config.resolve(job.target.connection),
-            job.target.prefix,
-            [entities.ENTITIES[e] for e in job.source.entities],
-            deletes=job.delete_mode,
-            schema_changes=job.schema_changes,
-        )
+        self.writer = job.record_writer(self.config)
         ctx.set_phase("preparing target")
         self.writer.prepare()
         for note in self.writer.prepared:
@@ -261,7 +256,8 @@ class MsGraphMover:
         ctx.set_phase("writing")
         if page.last_id is not None:
             ctx.set_record_hint({"round": entity, "last_id": page.last_id})
-        counts = self._writer.write(page.changes)
+        written = write_records(self._writer, page.changes, check=ctx.check)
+        counts = written.counts
         failpoints.reach("after_target_commit")
         received = page.objects + page.members
         processed = f"{entity}_processed"
@@ -272,6 +268,7 @@ class MsGraphMover:
             Counts(received, counts.rows_written, counts.rows_updated, counts.rows_deleted),
             detail=detail,
         )
+        handle_refused(ctx, self.job.on_bad_rows, self._writer, written.refused)
         last_key = "last_user_id" if entity == "users" else "last_group_id"
         return {processed: total, last_key: page.last_id or getattr(state, last_key)}
 

@@ -1,0 +1,175 @@
+"""Bad records of API jobs, against the fake Jira: a page the target refuses for one record's
+values is bisected down to it, the page's other records are written; the run fails naming the
+record (``on_bad_rows: fail``) or quarantines it, succeeds and moves its checkpoint and marks on
+(``quarantine``); ``rejected retry`` writes it again once the target is fixed.
+
+The realistic bad record: an issue whose summary holds a NUL character, which PostgreSQL refuses
+in text (and in jsonb: ``raw``) and SQLite and MariaDB take. MariaDB is tested with a CHECK
+constraint a DBA added to the target instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from highmark.models import RunStatus
+from tests.conftest import sa_url
+from tests.connectors.jira_support import (  # noqa: F401  (fixtures)
+    DAY_AGO,
+    JiraProject,
+    expected,
+    greatest_updated,
+    jira_fixture,
+    jira_project_fixture,
+)
+from tests.fakes.jira import FakeJira
+
+Make = Callable[..., JiraProject]
+ISSUES = 23  # PROJ-1 … PROJ-23, five to a page: five pages
+PAGE = 5
+BAD = "PROJ-12"  # on the third page (newest first)
+
+
+def _seed_with_nul(jira: FakeJira) -> str:
+    """PROJ's issues, one a minute from a day ago; BAD's summary holds a NUL. Its id."""
+    issues = jira.seed("PROJ", ISSUES, start=DAY_AGO)
+    bad = jira.issue(BAD)
+    jira.update_issue(BAD, bad.state.updated, summary="broken\x00summary")
+    assert any(i.key == BAD for i in issues)
+    return str(bad.id)
+
+
+def _ids(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted((str(r["id"]) for r in rows), key=int)
+
+
+def test_fail_names_the_record_and_a_rerun_after_the_fix_loads_it_once(
+    pg_url: str, jira: FakeJira, jira_project: Make
+) -> None:
+    bad_id = _seed_with_nul(jira)
+    hm = jira_project(pg_url, projects=["PROJ"], max_results=PAGE)
+
+    run = hm.run()
+
+    assert run.run_status is RunStatus.FAILED
+    assert run.error_message is not None and "\n" not in run.error_message
+    assert f"id {bad_id}" in run.error_message and "on_bad_rows: quarantine" in run.error_message
+    details = run.error_details
+    assert details is not None
+    assert details["exception_type"] == "BadRowsError" and details["retryable"] is False
+    assert details["source_record_id"] == bad_id
+    assert details["source_data"]["key"] == BAD
+    assert details["source_data"]["summary"] == "broken\x00summary"
+    assert details["source_data"]["raw"]["key"] == BAD  # the whole API object
+    assert details["bad_rows_count"] == 1 and len(details["bad_rows"]) == 1
+    # The pages before and the bad page's other records went in; the pages after were not read.
+    loaded = _ids(hm.target())
+    newest_first = sorted(expected(jira), key=lambda r: r["updated"], reverse=True)
+    through_bad_page = [r for r in newest_first[: 3 * PAGE] if r["key"] != BAD]
+    assert loaded == _ids(through_bad_page)
+    assert hm.marks() == {}  # nothing committed: the run failed
+
+    # The issue is fixed in Jira (a later update). The rerun resumes the failed run's search at
+    # the bad page, which the fix moved ahead of (newest first): the run after finds it from the
+    # mark. Every issue lands, once.
+    jira.update_issue(BAD, summary="fixed summary")
+    resumed = hm.ok()
+    assert resumed.rows_rejected == 0
+    assert BAD not in {r["key"] for r in hm.target()}
+    hm.ok()
+    assert hm.target() == expected(jira)
+    assert len(hm.target()) == ISSUES
+
+
+def test_quarantine_loads_the_others_and_moves_the_checkpoint_on(
+    pg_url: str, jira: FakeJira, jira_project: Make
+) -> None:
+    bad_id = _seed_with_nul(jira)
+    hm = jira_project(pg_url, projects=["PROJ"], max_results=PAGE)
+    hm.job["on_bad_rows"] = "quarantine"
+    hm.write()
+    assert hm.load().config.jobs["issues"].on_bad_rows == "quarantine"  # type: ignore[attr-defined]
+
+    run = hm.ok()
+
+    assert run.rows_rejected == 1
+    assert run.rows_read == ISSUES and run.rows_written == ISSUES - 1
+    want = [r for r in expected(jira) if r["key"] != BAD]
+    assert hm.target() == want
+    # The mark passed the bad record: the greatest `updated` of every issue read, bad included.
+    assert hm.marks() == {"PROJ": greatest_updated(expected(jira), "PROJ")}
+    rejected = hm.load().rejected("issues")
+    assert [(r.source_table, r.source_record_id) for r in rejected] == [("issues", bad_id)]
+    assert rejected[0].run_id == run.run_id
+    assert rejected[0].source_data is not None
+    assert rejected[0].source_data["summary"] == "broken\x00summary"
+    assert "NUL" in rejected[0].error_message
+
+    # The next run starts from the mark: the bad issue is not read again.
+    again = hm.ok()
+    assert again.rows_rejected == 0 and again.rows_written == 0
+    assert len(hm.load().rejected("issues")) == 1
+
+    # Fixed in Jira: the next run loads it once; a retry of the quarantined copy then finds the
+    # newer version stored and leaves it be (Jira issues are versioned by `updated`).
+    jira.update_issue(BAD, summary="fixed summary")
+    hm.ok()
+    assert hm.target() == expected(jira)
+    retried = hm.cli("rejected", "retry", "issues")
+    assert retried.exit_code == 0, retried.output
+    assert "1 rejected row(s) loaded" in retried.output
+    assert hm.load().rejected("issues") == []
+    assert hm.target() == expected(jira)  # the newer copy stayed
+
+
+@pytest.mark.parametrize("url_fixture", ["pg_url", "mysql_url"])
+def test_retry_after_the_target_is_fixed(
+    url_fixture: str, request: pytest.FixtureRequest, jira: FakeJira, jira_project: Make
+) -> None:
+    url = request.getfixturevalue(url_fixture)
+    jira.seed("PROJ", 4, start=DAY_AGO)
+    hm = jira_project(url, projects=["PROJ"], max_results=PAGE)
+    hm.job["on_bad_rows"] = "quarantine"
+    hm.write()
+    hm.ok()
+    # A DBA caps the summary's length; then a long one and ten short ones come in.
+    _execute(url, "ALTER TABLE jira_issues ADD CONSTRAINT summary_short "
+                  "CHECK (CHAR_LENGTH(summary) <= 100)")  # fmt: skip
+    jira.seed("PROJ", 10, start=DAY_AGO.replace(hour=18))
+    long = jira.add_issue("PROJ", summary="x" * 150, created=DAY_AGO.replace(hour=19))
+
+    run = hm.ok()
+
+    assert run.rows_rejected == 1
+    assert hm.target() == [r for r in expected(jira) if r["key"] != long.key]
+    [kept] = hm.load().rejected("issues")
+    assert kept.source_record_id == str(long.id)
+    assert kept.error_constraint == "summary_short" or "summary_short" in kept.error_message
+
+    refused = hm.cli("rejected", "retry", "issues")  # the target is not fixed yet
+    assert refused.exit_code == 1
+    assert "0 rejected row(s) loaded, 1 refused again" in refused.output
+    [still] = hm.load().rejected("issues")
+    assert still.retry_count == 1
+
+    _execute(url, "ALTER TABLE jira_issues DROP CONSTRAINT summary_short")
+    done = hm.cli("rejected", "retry", "issues")
+    assert done.exit_code == 0, done.output
+    assert "1 rejected row(s) loaded, 0 refused again" in done.output
+    assert hm.load().rejected("issues") == []
+    assert hm.target() == expected(jira)
+
+
+def _execute(url: str, statement: str) -> None:
+    engine = create_engine(sa_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
