@@ -11,13 +11,24 @@ constraint a DBA added to the target instead.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
+import highmark
+from highmark.destinations.refusal import is_data_error
 from highmark.models import RunStatus
 from tests.conftest import sa_url
+from tests.connectors.github_support import JOB as GITHUB_JOB
+from tests.connectors.github_support import (
+    github_job,
+    model_rows,
+    target_rows,
+    write_github_project,
+)
 from tests.connectors.jira_support import (  # noqa: F401  (fixtures)
     DAY_AGO,
     JiraProject,
@@ -26,6 +37,7 @@ from tests.connectors.jira_support import (  # noqa: F401  (fixtures)
     jira_fixture,
     jira_project_fixture,
 )
+from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 
 Make = Callable[..., JiraProject]
@@ -173,3 +185,109 @@ def _execute(url: str, statement: str) -> None:
         engine.dispose()
 
 
+def test_a_lock_wait_stays_retryable_and_is_not_bisected(
+    pg_url: str, jira: FakeJira, jira_project: Make
+) -> None:
+    _execute(pg_url, f"ALTER DATABASE \"{pg_url.rsplit('/', 1)[1]}\" SET lock_timeout = '1s'")
+    jira.seed("PROJ", 4, start=DAY_AGO)
+    hm = jira_project(pg_url, projects=["PROJ"], max_results=PAGE)
+    hm.job["on_bad_rows"] = "quarantine"
+    hm.write()
+    hm.ok()
+    # PROJ-2 changes and two issues arrive, while another session holds PROJ-2's target row.
+    jira.update_issue("PROJ-2", summary="changed")
+    jira.seed("PROJ", 2)
+    engine = create_engine(sa_url(pg_url))
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("SELECT * FROM jira_issues WHERE key = 'PROJ-2' FOR UPDATE"))
+            run = hm.run()
+            holder.rollback()
+    finally:
+        engine.dispose()
+
+    assert run.run_status is RunStatus.FAILED
+    assert run.error_details is not None and run.error_details["retryable"] is True
+    assert "lock" in (run.error_message or "")
+    assert run.rows_rejected == 0 and hm.load().rejected("issues") == []
+    assert [r["key"] for r in hm.target()] == ["PROJ-1", "PROJ-2", "PROJ-3", "PROJ-4"]
+    hm.ok()  # the lock gone
+    assert hm.target() == expected(jira)
+
+
+def test_psycopg_refusing_a_nul_is_a_data_error_a_lost_connection_is_not() -> None:
+    import psycopg
+
+    assert is_data_error(psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00)"))
+    assert not is_data_error(psycopg.OperationalError("server closed the connection"))
+
+
+# ------------------------------------------------------------------------------ GitHub
+
+
+def _github(tmp_path: Path, github: FakeGitHub, url: str, policy: str) -> highmark.Project:
+    job = {**github_job(["acme/api"], page_size=2), "on_bad_rows": policy}
+    return highmark.Project.load(write_github_project(tmp_path, github, url, job))
+
+
+def _seeded(github: FakeGitHub) -> None:
+    now = github.clock.now()
+    github.clock.set(now - timedelta(hours=3))
+    github.seed("acme/api", 7, commits=2, reviews=1, comments=2)
+    github.clock.set(now)
+
+
+def test_github_quarantine_keeps_a_refused_comment_s_stored_version(
+    github: FakeGitHub, pg_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    _seeded(github)
+    project = _github(tmp_path, github, pg_url, "quarantine")
+    engine = engine_for(pg_url)
+    assert project.run(GITHUB_JOB).run_status is RunStatus.SUCCESS
+    before = target_rows(engine)
+    # A comment of #3 is edited to hold a NUL (the PR bumped); #5 gets a new title.
+    github.clock.advance(600)
+    bad = github.comments("acme/api", 3)[0]
+    github.edit_comment("acme/api", 3, bad.id, body="see \x00 here", bump_pr=True)
+    github.update_pr("acme/api", 5, title="Renamed")
+    github.clock.advance(600)
+
+    run = project.run(GITHUB_JOB)
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    assert run.rows_rejected == 1
+    [kept] = project.store.rejected_rows(GITHUB_JOB)
+    assert (kept.source_table, kept.source_record_id) == ("comments", bad.id)
+    assert kept.source_data is not None and kept.source_data["body"] == "see \x00 here"
+    # Everything else is the model's; the refused comment keeps its stored version (the PR's
+    # child set was replaced around it, not without it).
+    model, actual = model_rows(github, ["acme/api"]), target_rows(engine)
+    old = next(c for c in before["comments"] if c["id"] == bad.id)
+    assert actual["comments"] == [old if c["id"] == bad.id else c for c in model["comments"]]
+    for name in ("pull_requests", "commits", "reviews"):
+        assert actual[name] == model[name], name
+    newest = max(pr.updated_at for pr in github.prs("acme/api"))
+    marks = {w.source_table: w.last_value_timestamp for w in project.watermarks(GITHUB_JOB)}
+    assert marks == {"acme/api": newest}
+    assert project.checkpoint(GITHUB_JOB) is None
+
+
+def test_github_fail_names_the_comment(
+    github: FakeGitHub, pg_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    _seeded(github)
+    bad = github.comments("acme/api", 3)[1]
+    github.edit_comment("acme/api", 3, bad.id, body="\x00", at=bad.updated_at)
+    project = _github(tmp_path, github, pg_url, "fail")
+
+    run = project.run(GITHUB_JOB)
+
+    assert run.run_status is RunStatus.FAILED
+    assert run.error_details is not None
+    assert run.error_details["source_record_id"] == bad.id
+    assert run.error_details["source_data"]["pull_request_id"] == github.pr("acme/api", 3).id
+    assert run.error_message is not None
+    assert run.error_message.startswith("1 bad row(s) of comments not loaded into github_comments")
+    written = target_rows(engine_for(pg_url))["comments"]
+    assert bad.id not in {c["id"] for c in written}
+    assert len([c for c in written if c["pull_request_id"] == github.pr("acme/api", 3).id]) == 1
