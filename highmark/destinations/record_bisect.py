@@ -6,7 +6,9 @@ of a record (PostgreSQL: a NUL character in text or jsonb; a CHECK constraint ad
 page's upserts are bisected by :func:`~highmark.destinations.bisect.write_bisecting`, each piece in
 its own transaction, until the records at fault stand alone; the page's child-set replacements and
 deletions then go in one last transaction, in which the refused records still count as present
-(a refused child keeps its stored version, as a refused SQL row does). Any other failure (a lost
+(a refused child keeps its stored version, as a refused SQL row does). The stored rows of refused
+records of an entity with a stamp take the page's stamp, as if written: a child set or a full
+round replaced by stamp on a later page keeps them too. Any other failure (a lost
 connection, a lock) is raised as it is: the run's, retryable, never bisected.
 
 The refused records come back as :class:`~highmark.models.RejectedRow`: ``source_table`` the
@@ -62,6 +64,8 @@ def write_records(
     written = write_bisecting(write, Batch(rows=rows), check=check)
     if tries == 1:
         return RecordsWritten(written.counts.with_read(0))
+    for entity, objs in _by_entity([r.row for r in written.refused]).items():
+        writer.restamp(entity, objs)
     rest = [
         EntityChanges(c.entity, [], c.replace_children_of, c.deletes, c.stamp)
         for c in changes
@@ -117,10 +121,14 @@ def _fields(entity: Entity, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upserts(rows: list[dict[str, Any]]) -> list[EntityChanges]:
+    return [EntityChanges(entity, objs) for entity, objs in _by_entity(rows).items()]
+
+
+def _by_entity(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     by_entity: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_entity.setdefault(row[_ENTITY], []).append(row[_RECORD])
-    return [EntityChanges(entity, objs) for entity, objs in by_entity.items()]
+    return by_entity
 
 
 def _rejected(writer: RecordWriter, refused: RefusedRow) -> RejectedRow:

@@ -303,6 +303,14 @@ class RecordTable:
         clause = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return f"SELECT {self._key_sql} FROM {self.quoted}{clause}"
 
+    def restamp_sql(self, count: int) -> str:
+        """Set the stamp (first parameter) of the rows of ``count`` keys."""
+        assert self.entity.stamp is not None
+        return (
+            f"UPDATE {self.quoted} SET {self._q[self.entity.stamp]} = {self.marker} "
+            f"WHERE {self._in_keys(count)}"
+        )
+
     def remove_sql(self, count: int) -> str:
         """Delete rows by key, or mark the live ones deleted (first parameter: the time)."""
         if self.mark:

@@ -368,6 +368,24 @@ class RecordWriter:
         deleted = self._remove(conn, table, gone + page.deletes, now)
         return Counts(rows_written=len(inserts), rows_updated=len(updates), rows_deleted=deleted)
 
+    def restamp(self, entity: str, upserts: list[dict[str, Any]]) -> None:
+        """Give the stored rows of ``upserts`` (records the target refused) the stamp the
+        records carry, as if written: a child set replaced by stamp later keeps their stored
+        version instead of taking them for gone. Nothing for an entity without a stamp."""
+        table = self._table(entity)
+        stamp = table.stamp_index
+        if stamp is None or not upserts:
+            return
+        by_stamp: dict[Any, list[tuple[Any, ...]]] = {}
+        for key, row in self._incoming(table, upserts).items():
+            if row[stamp] is not None:
+                by_stamp.setdefault(row[stamp], []).append(key)
+        with self._transaction(f"cannot write {self._where(entity)}"):
+            for value, keys in by_stamp.items():
+                for chunk in _chunks(keys):
+                    params = (value, *table.key_params(chunk))
+                    self.conn.exec_driver_sql(table.restamp_sql(len(chunk)), params)
+
     def _remove(
         self, conn: Connection, table: RecordTable, keys: list[tuple[Any, ...]], now: datetime
     ) -> int:

@@ -291,3 +291,30 @@ def test_github_fail_names_the_comment(
     written = target_rows(engine_for(pg_url))["comments"]
     assert bad.id not in {c["id"] for c in written}
     assert len([c for c in written if c["pull_request_id"] == github.pr("acme/api", 3).id]) == 1
+
+
+def test_a_refused_child_on_an_early_nested_page_survives_the_last_page_s_replace(
+    github: FakeGitHub, pg_url: str, tmp_path: Path, engine_for: Callable[[str], Engine]
+) -> None:
+    now = github.clock.now()
+    github.clock.set(now - timedelta(hours=3))
+    github.seed("acme/api", 4, commits=1, reviews=0, comments=lambda i: 5 if i == 2 else 1)
+    github.clock.set(now)
+    job = {**github_job(["acme/api"], page_size=2, nested_page_size=2), "on_bad_rows": "quarantine"}
+    project = highmark.Project.load(write_github_project(tmp_path, github, pg_url, job))
+    engine = engine_for(pg_url)
+    assert project.run(GITHUB_JOB).run_status is RunStatus.SUCCESS
+    # #3's first comment (of five, two a page) now holds a NUL; it keeps its place (first page).
+    first = github.comments("acme/api", 3)[0]
+    github.clock.advance(600)
+    github.edit_comment("acme/api", 3, first.id, body="\x00", at=first.updated_at)
+    github.touch_pr("acme/api", 3)
+    before = target_rows(engine)["comments"]
+
+    run = project.run(GITHUB_JOB)
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    assert run.rows_rejected == 1 and run.rows_deleted == 0
+    assert target_rows(engine)["comments"] == before  # the stored version of the bad one stays
+    [kept] = project.store.rejected_rows(GITHUB_JOB)
+    assert kept.source_record_id == first.id
