@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, text
 import highmark
 from highmark.destinations.refusal import is_data_error
 from highmark.models import RunStatus
+from highmark.project import Project
 from tests.conftest import sa_url
 from tests.connectors.github_support import JOB as GITHUB_JOB
 from tests.connectors.github_support import (
@@ -37,6 +38,7 @@ from tests.connectors.jira_support import (  # noqa: F401  (fixtures)
     jira_fixture,
     jira_project_fixture,
 )
+from tests.connectors.microsoft_support import graph_project, graph_services, table
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 
@@ -318,3 +320,30 @@ def test_a_refused_child_on_an_early_nested_page_survives_the_last_page_s_replac
     assert target_rows(engine)["comments"] == before  # the stored version of the bad one stays
     [kept] = project.store.rejected_rows(GITHUB_JOB)
     assert kept.source_record_id == first.id
+
+
+# ------------------------------------------------------------------------------ Microsoft Graph
+
+
+def test_graph_full_round_keeps_a_refused_user_through_its_sweep(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with graph_services(page_size=3, member_slice=4) as (entra, graph):
+        users = [graph.directory.add_user() for _ in range(8)]
+        project = graph_project(tmp_path, entra, graph, target=pg_url, on_bad_rows="quarantine")
+        assert Project.load(project).run("directory").run_status is RunStatus.SUCCESS
+        before = table(project, "msgraph_users")
+        # The first user's name now holds a NUL; a full refresh reads every user (three pages)
+        # and sweeps, on its last page, every user the round did not stamp.
+        graph.directory.update("users", users[0].id, displayName="Bad\x00Name")
+
+        refreshed = Project.load(project).run("directory", full_refresh=True)
+
+        assert refreshed.run_status is RunStatus.SUCCESS, refreshed.error_message
+        assert refreshed.rows_rejected == 1 and refreshed.rows_deleted == 0
+        after = {u["id"]: u for u in table(project, "msgraph_users")}
+        old = next(u for u in before if u["id"] == users[0].id)
+        assert after[users[0].id]["display_name"] == old["display_name"]
+        assert len(after) == 8
+        [kept] = Project.load(project).rejected("directory")
+        assert (kept.source_table, kept.source_record_id) == ("users", users[0].id)
