@@ -1,6 +1,6 @@
 """What a run does with bad rows: rows the target refused for their values (found by bisection,
-highmark/destinations/bisect.py; a CDC job's changes too, highmark/destinations/changes.py) or
-that the source could not convert.
+highmark/destinations/bisect.py; a CDC job's changes too, highmark/destinations/changes.py; an
+API job's records, record_bisect.py) or that the source could not convert.
 
 ``on_bad_rows: fail`` (the default) writes the batch's other rows, then fails the run with the
 first :data:`MAX_DETAILED_ROWS` bad rows in ``error_details`` (their primary key, their data, the

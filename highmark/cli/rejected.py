@@ -60,8 +60,9 @@ def rejected_list(ctx: Context, job_id: str, limit: int, as_json: bool) -> None:
 @click.pass_obj
 @handles_errors
 def rejected_retry(ctx: Context, job_id: str) -> None:
-    """Load JOB_ID's quarantined rows again (read afresh from the source, after the target was
-    fixed); those that go in leave the quarantine, those refused again stay."""
+    """Load JOB_ID's quarantined rows again, after the target was fixed (a SQL job's read afresh
+    from the source, an API job's records as kept); those that go in leave the quarantine, those
+    refused again stay."""
     outcome = ctx.project.retry_rejected(job_id)
     click.echo(outcome.summary(job_id))
     if outcome.refused:

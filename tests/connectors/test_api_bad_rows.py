@@ -71,7 +71,11 @@ def test_fail_names_the_record_and_a_rerun_after_the_fix_loads_it_once(
 
     assert run.run_status is RunStatus.FAILED
     assert run.error_message is not None and "\n" not in run.error_message
-    assert f"id {bad_id}" in run.error_message and "on_bad_rows: quarantine" in run.error_message
+    assert run.error_message.startswith(
+        f"1 bad row(s) of issues not loaded into jira_issues: id {bad_id}: PostgreSQL text fields "
+        "cannot contain NUL (0x00) bytes"
+    ), run.error_message
+    assert "on_bad_rows: quarantine" in run.error_message
     details = run.error_details
     assert details is not None
     assert details["exception_type"] == "BadRowsError" and details["retryable"] is False
