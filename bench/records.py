@@ -1,11 +1,14 @@
 """The record writer's benchmark: N GitHub-like pull requests written in pages, on each backend.
 
-``.venv/bin/python bench/records.py [--rows N] [--page P] [--backend sqlite|postgresql|mysql]``
+``.venv/bin/python bench/records.py [--rows N] [--page P] [--backend sqlite|postgresql|mysql]
+[--bad K]``
 
 Phases, each over all N objects in pages of P: a first write into empty tables, the same pages
 again (nothing changes, nothing is written), and the pages with 1 % of the objects changed. The
 servers are the test servers (PostgreSQL and MariaDB on 127.0.0.1); a database is made per run
-and dropped after.
+and dropped after. ``--bad K`` spreads K objects whose title holds a NUL (refused by PostgreSQL
+only) over the N and writes through record_bisect.write_records, which bisects the pages they are
+in: what bad records cost (compare with ``--bad 0``, which takes the same path).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy import create_engine, text
 
 from highmark.config import ResolvedConnection, normalize_url
 from highmark.destinations.entities import Entity, EntityChanges, Field, FieldType
+from highmark.destinations.record_bisect import write_records
 from highmark.destinations.records import RecordWriter
 from highmark.models import Counts
 
@@ -47,12 +51,14 @@ PULLS = Entity(
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def pull(i: int, edit: int = 0) -> dict[str, Any]:
+def pull(i: int, edit: int = 0, bad: bool = False) -> dict[str, Any]:
     updated = BASE + timedelta(seconds=i + edit * 10**7)
     raw = {
         "id": f"PR_kwDOAB{i:010d}",
         "number": i,
-        "title": f"Fix the thing number {i}" + (" (edited)" if edit else ""),
+        "title": f"Fix the thing number {i}"
+        + (" (edited)" if edit else "")
+        + ("\x00" if bad else ""),
         "body": "Lorem ipsum dolor sit amet. " * 40,
         "state": "OPEN",
         "isDraft": False,
@@ -108,25 +114,36 @@ def database(backend: str) -> Iterator[str]:
         admin.dispose()
 
 
-def run(backend: str, rows: int, page: int) -> None:
+def run(backend: str, rows: int, page: int, bad: int | None = None) -> None:
+    every = rows // bad if bad else 0
     with database(backend) as url:
         connection = ResolvedConnection("bench", normalize_url(url, Path.cwd()), "UTC")
         with RecordWriter(connection, "gh_", [PULLS]) as writer:
             writer.prepare()
             for phase, edit_every in [("first write", 0), ("same again", 0), ("1 % changed", 100)]:
                 started = time.perf_counter()
-                total = Counts()
+                total, refused = Counts(), 0
                 for start in range(0, rows, page):
                     objects = [
-                        pull(i, 1 if edit_every and i % edit_every == 0 else 0)
+                        pull(
+                            i,
+                            1 if edit_every and i % edit_every == 0 else 0,
+                            bool(every) and i % every == every // 2,
+                        )
                         for i in range(start, min(start + page, rows))
                     ]
-                    total += writer.write([EntityChanges("pull_requests", upserts=objects)])
+                    changes = [EntityChanges("pull_requests", upserts=objects)]
+                    if bad is None:
+                        total += writer.write(changes)
+                        continue
+                    written = write_records(writer, changes)
+                    total += written.counts
+                    refused += len(written.refused)
                 elapsed = time.perf_counter() - started
                 print(
                     f"{backend:10} page {page:5}  {phase:12} {elapsed:6.2f} s  "
                     f"{rows / elapsed:8.0f} rows/s  written {total.rows_written} "
-                    f"updated {total.rows_updated}"
+                    f"updated {total.rows_updated}" + ("" if bad is None else f" refused {refused}")
                 )
 
 
@@ -135,10 +152,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--page", type=int, action="append")
     parser.add_argument("--backend", action="append", choices=["sqlite", "postgresql", "mysql"])
+    parser.add_argument("--bad", type=int, help="bad objects among the rows (NUL in the title)")
     args = parser.parse_args()
     for backend in args.backend or ["sqlite", "postgresql", "mysql"]:
         for page in args.page or [100, 1000]:
-            run(backend, args.rows, page)
+            run(backend, args.rows, page, args.bad)
 
 
 if __name__ == "__main__":
