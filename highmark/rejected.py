@@ -99,12 +99,11 @@ def _retry_records(store: ControlStore, config: ProjectConfig, job: ApiJobSpec) 
     for one record by key the same way for every connector): those that go in, or that a newer
     version stored since supersedes, leave the quarantine; a record of an entity the job no
     longer writes stays as it is."""
+    records = store.rejected_rows(job.job_id)
+    if not records:
+        return RetryOutcome()
     writer = job.record_writer(config)
-    records = [
-        r
-        for r in store.rejected_rows(job.job_id)
-        if r.source_table in writer.entities and r.source_data is not None
-    ]
+    records = [r for r in records if r.source_table in writer.entities and r.source_data]
     outcome = RetryOutcome()
     try:
         writer.prepare()

@@ -66,13 +66,13 @@ def list_rejected(
     "/jobs/{job_id}/rejected/retry",
     summary="Load the quarantined rows again, the target fixed (admin)",
     description=(
-        "What `highmark rejected retry` does: each row is read again from the source by its "
-        "primary key and merged into the target. Rows that go in (`loaded`) and rows no longer "
-        "in the source (`gone`) leave the quarantine; rows refused again (`refused`) stay, "
-        "with the new error. `remaining`: how many the quarantine still holds. 422 for a job "
-        "that is not a SQL table job."
+        "What `highmark rejected retry` does: each row of a SQL job is read again from the "
+        "source by its primary key and merged into the target; each record of an API job is "
+        "written again as it was kept. Rows that go in (`loaded`) and rows no longer in the "
+        "source (`gone`) leave the quarantine; rows refused again (`refused`) stay, with the "
+        "new error. `remaining`: how many the quarantine still holds."
     ),
-    responses={**ADMIN_ERRORS, 422: {"description": "The job is not a SQL table job."}},
+    responses=ADMIN_ERRORS,
 )
 def retry_rejected(job_id: str, request: Request, project: ProjectDep, _: Admin) -> dict[str, Any]:
     outcome = project.retry_rejected(job_id)
