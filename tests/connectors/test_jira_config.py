@@ -99,6 +99,14 @@ ERRORS = [
         (":16:", "job issues", "lag", "not a duration"),
     ),
     (
+        "bad-on-bad-rows",
+        edited(
+            "    target: {connection: dw}\n",
+            "    target: {connection: dw}\n    on_bad_rows: skip\n",
+        ),
+        (":16:", "job issues", "on_bad_rows", "'fail' or 'quarantine'"),
+    ),
+    (
         "target-is-jira",
         edited("target: {connection: dw}", "target: {connection: jira}"),
         (":15:", "target.connection", "'jira' is a jira connection"),
@@ -146,7 +154,12 @@ def test_a_valid_jira_job_and_its_defaults(tmp_path: Path) -> None:
     assert job.source.max_results == 100
     assert {"project", "updated"} <= set(job.source.fields)
     assert [m.source_table for m in job.marks()] == ["PROJ", "TEST"]
+    assert job.on_bad_rows == "fail"
     assert "ATATT3xFfGF0ConfigTestToken" not in repr(config)
+    # The top of the file sets every job's on_bad_rows, API jobs included.
+    top = parse_project_text("on_bad_rows: quarantine\n" + PROJECT, tmp_path / "highmark.yml")
+    assert isinstance(top.jobs["issues"], JiraJobSpec)
+    assert top.jobs["issues"].on_bad_rows == "quarantine"
     # A quoted ORDER BY is text, not a clause.
     quoted = edited('"issuetype != Epic"', """'summary ~ "order by"'""")
     spec = parse_project_text(quoted, tmp_path / "highmark.yml").jobs["issues"]
