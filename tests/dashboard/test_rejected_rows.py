@@ -86,8 +86,10 @@ def test_a_reader_sees_the_quarantine_and_the_schema_history(
         page.go(f"/jobs/{JOB}/rejected?run_id={first_run}")
         assert _record_ids(job) == ["11", "7", "3"]
         assert_secret_free(job.content())
-        other = page.go("/jobs/prs")  # a job of another kind: the sections say there is none
-        expect(other.locator("#rejected-rows")).to_contain_text("No rows in quarantine.")
+        other = page.go("/jobs/prs")  # an API job: bad records too, by its on_bad_rows
+        expect(other.locator("#rejected-rows")).to_contain_text(
+            "No rows in quarantine (on_bad_rows: fail: a bad row fails the run)."
+        )
         expect(other.locator("#schema-changes")).to_contain_text("No schema change recorded")
         expect(page.go("/jobs/broken").locator("#rejected-rows")).to_contain_text(
             "(on_bad_rows: fail: a bad row fails the run)"
