@@ -38,7 +38,13 @@ from tests.connectors.jira_support import (  # noqa: F401  (fixtures)
     jira_fixture,
     jira_project_fixture,
 )
-from tests.connectors.microsoft_support import graph_project, graph_services, table
+from tests.connectors.microsoft_support import (
+    fabric_project,
+    fabric_services,
+    graph_project,
+    graph_services,
+    table,
+)
 from tests.fakes.github import FakeGitHub
 from tests.fakes.jira import FakeJira
 
@@ -351,3 +357,29 @@ def test_graph_full_round_keeps_a_refused_user_through_its_sweep(
         assert len(after) == 8
         [kept] = Project.load(project).rejected("directory")
         assert (kept.source_table, kept.source_record_id) == ("users", users[0].id)
+
+
+# ------------------------------------------------------------------------------ Microsoft Fabric
+
+
+def test_fabric_item_renamed_with_a_nul_is_quarantined_and_kept_through_the_snapshot_diff(
+    pg_url: str, tmp_path: Path
+) -> None:
+    with fabric_services(page_size=3) as (entra, fabric):
+        space = fabric.add_workspace("W0")
+        items = [fabric.add_item(space, f"item {j}", type="Report") for j in range(7)]
+        project = fabric_project(tmp_path, entra, fabric, target=pg_url, on_bad_rows="quarantine")
+        assert Project.load(project).run("catalog").run_status is RunStatus.SUCCESS
+        # The first item (first page of three) is renamed with a NUL; the listing's last page
+        # removes the workspace's items the listing did not stamp.
+        items[0].displayName = "bad\x00name"
+        fabric.clock.advance(3600)
+
+        second = Project.load(project).run("catalog")
+
+        assert second.run_status is RunStatus.SUCCESS, second.error_message
+        assert second.rows_rejected == 1 and second.rows_deleted == 0
+        stored = {r["id"]: r["display_name"] for r in table(project, "fabric_items")}
+        assert stored == {i.id: ("item 0" if i is items[0] else i.displayName) for i in items}
+        [kept] = Project.load(project).rejected("catalog")
+        assert (kept.source_table, kept.source_record_id) == ("items", items[0].id)
