@@ -358,7 +358,7 @@ def test_a_refused_nested_cursor_reads_that_connection_again(
     assert_target_equals_model(engine_for(url), github, REPOS)
 
 
-def test_a_pr_deleted_while_its_children_drain_ends_the_drain(
+def test_a_pr_deleted_while_its_children_drain_ends_the_drain_and_leaves_none_of_it(
     github: FakeGitHub, tmp_path: Path, engine_for: Callable[[str], Engine]
 ) -> None:
     project, url = _setup(github, tmp_path, nested_page_size=10)
@@ -371,6 +371,10 @@ def test_a_pr_deleted_while_its_children_drain_ends_the_drain(
     assert [connection_of(c) for c in child_calls(github)] == ["commits", "commits"]
     assert child_calls(github)[1].errors[0]["type"] == "NOT_FOUND"
     engine = engine_for(url)
-    kept = [r for r in target_rows_of(engine, "pull_requests") if r["id"] != gone]
-    assert kept == model_rows(github, REPOS)["pull_requests"]
-    assert run.rows_read > 0
+    # Neither the pull request nor the commits read before it went are kept.
+    for table in ("pull_requests", "commits", "reviews", "comments"):
+        rows = target_rows_of(engine, table)
+        assert gone not in {r.get("pull_request_id", r["id"]) for r in rows}, table
+    assert_target_equals_model(engine, github, REPOS)
+    assert run.rows_deleted > 0
+    assert any(f"pull request {gone}" in n and "deleted" in n for n in run.notes or [])

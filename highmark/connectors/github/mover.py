@@ -277,8 +277,9 @@ class GitHubMover:
             self._refused(f"the {connection} of pull request {entry.node_id}")
             return entry.model_copy(update={CURSOR_KEYS[connection]: None})
         node = data.get("node")
-        if not node:  # the pull request is gone: nothing more to read
-            done = entry.model_copy(update={f"{connection}_done": True})
+        if not node:  # the pull request is gone: nothing more to read, and nothing to keep
+            self._forget(repository, entry.node_id)
+            done = entry.model_copy(update={f"{c}_done": True for c in self.children})
             self._save(pending_prs=[done, *self.state.pending_prs[1:]])
             return done
         nested = node[connection]
@@ -314,6 +315,20 @@ class GitHubMover:
         )
         self._save(pending_prs=[entry, *self.state.pending_prs[1:]])
         return entry
+
+    def _forget(self, repository: str, pr_id: str) -> None:
+        """Remove a pull request deleted while its children were read, and the children of it
+        already written: the target keeps no part of what the source no longer has."""
+        changes = [EntityChanges(c, [], replace_children_of=[pr_id]) for c in self.children]
+        if self._with_prs:
+            changes.append(EntityChanges("pull_requests", deletes=[(pr_id,)]))
+        self.ctx.set_phase("writing")
+        written = write_records(self._writer, changes, check=self.ctx.check)
+        self.ctx.add(written.counts, detail=f"{repository}: pull request {pr_id} removed")
+        self.ctx.note(
+            f"pull request {pr_id} of {repository} was deleted while its children were read: "
+            f"its rows were removed ({written.counts.rows_deleted})"
+        )
 
     @property
     def _writer(self) -> RecordWriter:
