@@ -18,6 +18,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,8 @@ import bench as b
 
 LIMITS = Path(__file__).resolve().parent / "limits.py"
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-PREFIX = "hmp_"
+# Databases of this checkout's own (one machine, several checkouts benchmarking at once).
+PREFIX = os.environ.get("BENCH_PAIRS_PREFIX") or f"hmp{zlib.crc32(str(b.ROOT).encode()) % 10_000}_"
 NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mariadb": "MariaDB"}
 ALL = [(s, t) for s in NAMES for t in NAMES]
 BEGIN, END = "<!-- pairs: written by bench/pairs.py -->", "<!-- /pairs -->"
