@@ -103,6 +103,7 @@ class InsertSelectInServer:
             low, high = cursor.fetchone()
             if low is None:
                 return 0  # the range's rows are gone (deleted since it was probed)
+            bounds: Any
             if isinstance(params, list):
                 marks, bounds = ("%s", "%s"), [low, high, *params]
             else:
