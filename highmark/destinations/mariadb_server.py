@@ -7,6 +7,14 @@ wall time, as the session reads it, is in the same zone on both sides (``TIMESTA
 read in UTC, ``DATETIME`` in its connection's zone). A statement the target refuses for a value
 (strict mode), or one that left a warning (a value altered), is rolled back and its batch
 written again as rows.
+
+A range is bounded by its watermark keys, which the server reads through a secondary index and a
+primary-key lookup per row; it prefers a full scan of the source for each range (every range of a
+first load would read, and lock, the whole table). So each range first reads the least and the
+greatest primary key among its rows (from that index alone) and the statement also bounds the
+primary key: rows whose keys rise with their watermark — the usual table — are then read as one
+stretch of the clustered index, as a single ``INSERT … SELECT`` of the whole table reads them.
+The bound is redundant: it selects no row the range would not.
 """
 
 from __future__ import annotations
@@ -63,12 +71,16 @@ def _zone(column: ColumnInfo, connection_zone: str) -> ZoneInfo:
 class InsertSelectInServer:
     parallel = True
 
-    def __init__(self, plan: TargetPlan, source_database: str) -> None:
+    def __init__(self, plan: TargetPlan, source_database: str, primary_key: str) -> None:
         self.plan = plan
         quote = plan.quote
         schema = plan.source.schema or source_database
         self.origin = f"{quote(schema)}.{quote(plan.source.name)} AS {quote(plan.source.name)}"
         self.select = ", ".join(f"{quote(plan.source.name)}.{quote(s)}" for s, _ in plan.mapping)
+        found = plan.source.find(primary_key)
+        assert found is not None
+        # The first column of the primary key: InnoDB's rows are stored in its order.
+        self.key = f"{quote(plan.source.name)}.{quote(found.name)}"
 
     def load(
         self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
@@ -85,11 +97,24 @@ class InsertSelectInServer:
         names = ", ".join(self.plan.quote(c) for c in columns)
         raw: Any = conn.connection.dbapi_connection
         with raw.cursor() as cursor:
+            cursor.execute(
+                f"SELECT MIN({self.key}), MAX({self.key}) FROM {self.origin} WHERE {where}", params
+            )
+            low, high = cursor.fetchone()
+            if low is None:
+                return 0  # the range's rows are gone (deleted since it was probed)
+            bounds: Any
+            if isinstance(params, list):
+                marks, bounds = ("%s", "%s"), [low, high, *params]
+            else:
+                marks = ("%(hm_key_low)s", "%(hm_key_high)s")
+                bounds = {**params, "hm_key_low": low, "hm_key_high": high}
+            bounded = f"{self.key} >= {marks[0]} AND {self.key} <= {marks[1]} AND ({where})"
             try:
                 cursor.execute(
                     f"INSERT INTO {quoted_table} ({names}) SELECT {self.select} "
-                    f"FROM {self.origin} WHERE {where}",
-                    params,
+                    f"FROM {self.origin} WHERE {bounded}",
+                    bounds,
                 )
             except (err.IntegrityError, err.DataError, err.OperationalError) as exc:
                 if exc.args and exc.args[0] in DATA_ERRORS:

@@ -105,7 +105,7 @@ def range_loader(
         reason = mariadb_server.unavailable(conn, source, plan)
         if reason is None:
             database = mariadb_server.source_database(source)
-            return mariadb_server.InsertSelectInServer(plan, database)
+            return mariadb_server.InsertSelectInServer(plan, database, job.primary_key[0])
         log.info("job %s: rows go through Python: %s", job.job_id, reason)
     if source_dialect == "sqlite" and target_dialect == "postgresql":
         from highmark.destinations import postgres_from_sqlite, sqlite_attach

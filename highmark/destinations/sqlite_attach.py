@@ -3,9 +3,10 @@
 The target's connection ATTACHes the source file (read only) and each batch — a key range probed
 exactly as PostgreSQL's COPY ranges are (highmark/sources/postgres_copy.py) — goes in with one
 ``INSERT … SELECT … FROM <source> WHERE <range>``. No row becomes a Python object, yet the values
-are the ones the row path would write: a column whose stored value is already in the form the row
-path writes (an integer in an integer column, a timestamp as ``YYYY-MM-DD HH:MM:SS.ffffff`` when
-both connections share a time zone, …) is copied as it is; any other value goes through the row
+are the ones the row path would write: a column whose every value the row path writes as it read
+it (integers, floats, blobs) is copied with no test; a value already in the form the row path
+writes (text in a text column, a timestamp as ``YYYY-MM-DD HH:MM:SS.ffffff`` when both
+connections share a time zone, …) is copied as it is; any other value goes through the row
 path's own converters, called from SQL (``hm_value``). The run keeps its keyset batches, its
 checkpoint after each, its resume after a kill and its exact counts: only how a batch's rows reach
 the table changed.
@@ -35,13 +36,15 @@ _DIGIT = "[0-9]"
 CANONICAL_TIMESTAMP = (
     f"{_DIGIT * 4}-{_DIGIT * 2}-{_DIGIT * 2} {_DIGIT * 2}:{_DIGIT * 2}:{_DIGIT * 2}.{_DIGIT * 6}"
 )
+# Families whose every value the row path writes as it read it (sqlite3 hands it an int, a
+# float, a str or bytes, and neither its reader nor its SQLite writer changes any of them):
+# copied with no test at all. The target's column affinity then acts on the very value the
+# row path would bind.
+_IDENTICAL = {Family.INTEGER, Family.FLOAT, Family.BINARY}
 # Storage classes the row path leaves as they are, by family (what it reads, it writes again).
 _KEPT: dict[Family, tuple[str, ...]] = {
-    Family.INTEGER: ("integer",),
-    Family.FLOAT: ("real", "integer"),
     Family.DECIMAL: ("real", "integer"),
     Family.STRING: ("text",),
-    Family.BINARY: ("blob",),
 }
 
 
@@ -143,6 +146,9 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
         converters.append(
             row_path_converter(read_converter(src, ZoneInfo(plan.source_zone)), write)
         )
+        if src.family is tgt.family and src.family in _IDENTICAL:
+            expressions.append(column)
+            continue
         kept = _KEPT.get(src.family) if src.family is tgt.family else None
         if kept is not None:
             classes = ", ".join(f"'{c}'" for c in ("null", *kept))

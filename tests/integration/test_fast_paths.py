@@ -262,6 +262,71 @@ def test_sqlite_to_mariadb_through_load_data_writes_what_the_row_path_writes(
     assert _content(target, "fast") == _content(target, "by_rows")
 
 
+# Values of every storage class in the columns copied with no test (integers, floats, blobs):
+# SQLite keeps whatever the column's affinity cannot convert.
+ODD = [7, "abc", 2.5, b"\x01\x00", None, 2**62, 1e20, "1.5", "", -0.0]
+
+
+def test_the_untested_families_pass_every_sqlite_value_unchanged_through_the_row_path() -> None:
+    # Why sqlite_attach copies these columns with no test: the row path's reader and its SQLite
+    # writer leave every value sqlite3 can hand them (int, float, str, bytes) as it is.
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy.types import NullType
+
+    from highmark.sqltypes import ColumnInfo, read_converter, write_converter
+
+    utc = ZoneInfo("UTC")
+    for family in sqlite_attach._IDENTICAL:
+        column = ColumnInfo("c", NullType(), True, family, "sqlite")
+        convert = ranges.row_path_converter(
+            read_converter(column, utc), write_converter(column, "sqlite", utc)
+        )
+        for value in ODD:
+            assert type(convert(value)) is type(value) and convert(value) == value, (family, value)
+
+
+def test_sqlite_to_sqlite_copies_odd_values_of_untested_columns_as_the_row_path_does(
+    tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    conn = sqlite3.connect(source)
+    conn.execute(
+        "CREATE TABLE things (id INTEGER PRIMARY KEY, n BIGINT, ratio REAL, data BLOB, "
+        "updated_at TIMESTAMP, deleted_at TIMESTAMP)"
+    )
+
+    def rows(first: int, updated: str) -> list[tuple[Any, ...]]:
+        return [
+            (i, ODD[i % len(ODD)], ODD[(i + 3) % len(ODD)], ODD[(i + 6) % len(ODD)], updated, None)
+            for i in range(first, first + 20)
+        ]
+
+    conn.executemany("INSERT INTO things VALUES (?, ?, ?, ?, ?, ?)", rows(1, "2024-01-01 00:00:00"))
+    conn.commit()
+    spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
+    path = write_project(
+        connections={"src": f"sqlite:///{source}", "dst": f"sqlite:///{target}"},
+        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+    )
+    project = Project.load(path)
+
+    _run_both(project, spy, "fast", "rows")
+    assert len(_sqlite_content(target, "fast")) == 20
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+    kinds = {r[3] for r in _sqlite_content(target, "fast")}  # n's storage classes
+    assert kinds == {"integer", "text", "real", "blob", "null"}
+
+    # A delta (staged, then merged) of the same odd values, shifted.
+    conn.executemany("INSERT OR REPLACE INTO things VALUES (?, ?, ?, ?, ?, ?)",
+                     rows(11, "2024-01-02 00:00:00")[::-1])  # fmt: skip
+    conn.commit()
+    conn.close()
+    _run_both(project, spy, "fast", "rows")
+    assert len(_sqlite_content(target, "fast")) == 30
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+
+
 def test_sqlite_in_one_file_moves_rows_inside_the_engine(
     tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,16 +482,24 @@ def _maria_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.parametrize("keys_rise", [True, False])
 def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
+    keys_rise: bool,
     mysql_url: str,
     engine_for: Callable[[str], Engine],
     write_project: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     engine = engine_for(mysql_url)
+    rows = _maria_rows(1, 40, "2024-01-01 00:00:00")
+    if not keys_rise:
+        # The primary key falls as the watermark rises: each range's primary-key bound spans
+        # rows of other ranges, which its watermark bounds must still leave out.
+        for row in rows:
+            row["updated"] = f"2024-01-01 00:00:{59 - row['id']:02d}"
     with engine.begin() as conn:
         conn.execute(text(MARIA_THINGS))
-        conn.execute(MARIA_INSERT, _maria_rows(1, 40, "2024-01-01 00:00:00"))
+        conn.execute(MARIA_INSERT, rows)
     spy = Spy(monkeypatch, mariadb_server.InsertSelectInServer)
     path = write_project(
         connections={"db": mysql_url},
