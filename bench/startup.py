@@ -149,6 +149,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--out", type=Path, default=b.ROOT / "bench" / "RESULTS-startup.md")
     args = parser.parse_args()
+    args.command = " ".join(["bench/startup.py", *sys.argv[1:]])
     if args.base is None:
         args.base = git("merge-base", "main", "HEAD")
     work = Path(tempfile.mkdtemp(prefix="hm-startup-"))
@@ -217,8 +218,8 @@ def render(args: argparse.Namespace, runs: dict[tuple[str, str], list[b.Measured
     lines = [
         "# Start-up: short runs, before and after",
         "",
-        f"Made by `.venv/bin/python bench/startup.py --base {args.base} --rows {args.rows} "
-        f"--repeat {args.repeat}` (base {base}, head {head}); 1-minute load average {load:.1f} "
+        f"Made by `.venv/bin/python {args.command}` (base {base}, head {head}); "
+        f"1-minute load average {load:.1f} "
         "at the end (a shared 2-core machine: compare the columns of one row, measured side by "
         "side). Whole processes; control store SQLite; bytecode compiled. Medians of the "
         "interleaved repetitions; min in brackets.",
