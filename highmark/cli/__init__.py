@@ -46,7 +46,8 @@ def main() -> None:
     # Start-up builds some 75,000 objects that live until exit (modules, SQLAlchemy and pydantic
     # classes, the project): the cyclic garbage collector would walk them again and again while
     # they are imported and once more at exit, a fifth of a short run's CPU. It starts once the
-    # project is loaded (settle_garbage_collector), and the exit leaves them to the OS.
+    # project is loaded (settle_garbage_collector), and the exit leaves them to the OS. (The few
+    # commands that never load it through the context, such as migrate and demo, are short.)
     gc.disable()
     try:
         _main()
