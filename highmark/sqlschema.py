@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, column, inspect, table
+from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.sql.expression import TableClause
 
 from highmark.sqltypes import ColumnInfo, column_info
@@ -59,10 +60,11 @@ def reflect(
     catalog queries, for a source, whose keys nothing reads (the job names its primary key).
     """
     inspector = inspect(connection)
-    if not inspector.has_table(name, schema=schema):
+    try:  # (not has_table() first: a round trip more, and a run reflects two or three tables)
+        raw_columns = inspector.get_columns(name, schema=schema)
+    except NoSuchTableError:
         return None
     dialect = connection.dialect.name
-    raw_columns = inspector.get_columns(name, schema=schema)
     columns = tuple(
         column_info(c["name"], c["type"], bool(c.get("nullable", True)), dialect)
         for c in raw_columns
@@ -73,9 +75,13 @@ def reflect(
         pk = tuple(
             inspector.get_pk_constraint(name, schema=schema).get("constrained_columns") or ()
         )
-        uniques += [
-            tuple(u["column_names"]) for u in inspector.get_unique_constraints(name, schema=schema)
-        ]
+        if dialect == "sqlite":
+            # Elsewhere a unique constraint's index is among get_indexes()'s unique ones below:
+            # reading the constraints too would cost a catalog query and list each key twice.
+            uniques += [
+                tuple(u["column_names"])
+                for u in inspector.get_unique_constraints(name, schema=schema)
+            ]
         uniques += [
             tuple(c for c in i["column_names"] if c is not None)
             for i in inspector.get_indexes(name, schema=schema)

@@ -7,6 +7,7 @@ configuration or an unknown job; 130/143 a run cancelled by SIGINT/SIGTERM.
 from __future__ import annotations
 
 import functools
+import gc
 import signal
 import sys
 import traceback
@@ -43,7 +44,16 @@ class Context:
             from highmark.project import Project
 
             self._project = Project.load(self.project_path)
+            settle_garbage_collector()
         return self._project
+
+
+def settle_garbage_collector() -> None:
+    """Keep what exists now out of every later collection (gc.freeze: start-up's modules and
+    the project live until exit), and collect the garbage of what comes next (highmark.cli.main
+    starts with the collector off)."""
+    gc.freeze()
+    gc.enable()
 
 
 def fail(message: str, code: int) -> None:
