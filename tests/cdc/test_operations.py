@@ -134,21 +134,36 @@ def test_follow_keeps_applying_until_stopped(
 
     engine = _source(pg_url, engine_for)
     path = write_cdc_project(write_project, pg_url)
+
+    def eventually(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    return
+            except Exception:  # the target is created by the first run
+                pass
+            time.sleep(0.1)
+
+    def caught_up() -> bool:
+        return not any(differences(engine).values())
+
+    def runs_succeeded() -> int:
+        runs = json.loads(run(path, "runs", JOB, "--json").stdout)
+        return sum(r["run_status"] == "success" for r in runs)
+
     with reaped(start(path, "run", JOB, "--follow", "--every", "0.2s")) as child:
+        # Each change goes in after a run has ended, so that a later run must apply it (a change
+        # made while the first run still reads the log would be taken by that run).
+        eventually(lambda: caught_up() and runs_succeeded() >= 1)
         for i in (10, 11):
             execute(
                 engine,
                 f"INSERT INTO orders (id, customer, amount, updated_at) "
                 f"VALUES ({i}, 'live', 1.00, '2024-02-01 00:00:00')",
             )
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if not any(differences(engine).values()):
-                        break
-                except Exception:  # the target is created by the first run
-                    pass
-                time.sleep(0.1)
+            eventually(caught_up)
+        eventually(lambda: runs_succeeded() >= 2)
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=60)
         assert child.returncode == 143
