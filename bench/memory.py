@@ -31,8 +31,12 @@ def main() -> int:
     parser.add_argument("--rows", default="1000000,10000000", help="sizes, comma-separated")
     parser.add_argument("--batch-size", type=int, default=100_000)
     parser.add_argument("--pairs", default="all", help="e.g. sqlite-sqlite,postgresql-mariadb")
+    parser.add_argument(
+        "--phases", default="1,2", help="1 (first load), 2 (delta) or both; a delta needs phase 1"
+    )
     parser.add_argument("--out", type=Path, default=b.ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args()
+    phases = sorted({int(x) for x in args.phases.split(",")} | {1})
     sizes = [int(n) for n in args.rows.split(",")]
     pairs = p.ALL if args.pairs == "all" else [tuple(x.split("-")) for x in args.pairs.split(",")]
     p.subprocess_compile()
@@ -47,7 +51,7 @@ def main() -> int:
                 contenders = [p.Contender(sources, s, t, False, args.batch_size) for s, t in pairs]
                 for c in contenders:
                     c.setup()
-                for phase in (1, 2):
+                for phase in phases:
                     if phase == 2:
                         sources.delta()
                     for c in contenders:
@@ -74,7 +78,8 @@ def render(
 ) -> str:
     head = " | ".join(f"{n:,} rows: first load / delta" for n in sizes)
     lines = [
-        f"Made by `.venv/bin/python bench/memory.py --rows {args.rows}` on "
+        f"Made by `.venv/bin/python bench/memory.py --rows {args.rows} --phases {args.phases}` "
+        f"on "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, highmark {p.git_head()}; batch_size "
         f"{args.batch_size:,}. Peak RSS of the whole `highmark run` process (MB), and its wall "
         "time in brackets (a shared machine: times here are only a guide, bench/pairs.py's "
@@ -88,9 +93,10 @@ def render(
         for rows in sizes:
             shown = []
             for phase in (1, 2):
-                got = measured.get((s, t, rows, phase), "not run")
+                got = measured.get((s, t, rows, phase))
                 shown.append(
-                    f"FAILED: {got[:40]}" if isinstance(got, str)
+                    "not run" if got is None
+                    else f"FAILED: {got[:40]}" if isinstance(got, str)
                     else f"{got.rss_mb:.0f} MB ({got.seconds:.1f} s)"
                 )  # fmt: skip
             cells.append(" / ".join(shown))
