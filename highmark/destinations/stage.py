@@ -1,6 +1,9 @@
 """The staging table of a full load (and of a CDC snapshot): a real table, named per job, that
 the rows go into batch by batch, committed, so that a killed load resumes where it stopped; the
-last step merges it into the target in one transaction and drops it."""
+last step merges it into the target in one transaction and drops it.
+
+The stage has the target's NOT NULL and CHECK constraints (highmark/destinations/stage_ddl.py): a
+row they refuse is refused while it is staged, where the staging step bisects it out."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from sqlalchemy.sql.expression import TableClause
 
 from highmark import failpoints
 from highmark.destinations.merge import SetMerge
+from highmark.destinations.stage_ddl import stage_statements
 from highmark.models import Counts
 from highmark.sources.base import Batch
 from highmark.sources.sql import keyset_after
@@ -52,7 +56,15 @@ class FullStage(SetMerge):
         with self._transaction("cannot create the staging table of"):
             self.conn.execute(text(f"DROP TABLE IF EXISTS {quoted}"))
         with self._transaction("cannot create the staging table of"):
-            self.conn.execute(text(self._empty_copy_sql(quoted, temporary=False)))
+            statements = stage_statements(
+                self.conn, self.dialect, self._quote,
+                (self.target.schema, self.target.name),
+                (self.ref.schema_name, self.full_stage_name),
+                ([t for _, t in self._mapping], [c.name for c in self.target.columns]),
+                self._empty_copy_sql(quoted, temporary=False),
+            )  # fmt: skip
+            for statement in statements:
+                self.conn.execute(text(statement))
         with self._transaction("cannot create the staging table of"):
             on = quoted if self.dialect != "sqlite" else self._quote(self.full_stage_name)
             if self.dialect == "sqlite" and self.ref.schema_name:
