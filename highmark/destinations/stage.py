@@ -64,7 +64,10 @@ class FullStage(SetMerge):
                 self._empty_copy_sql(quoted, temporary=False),
             )  # fmt: skip
             for statement in statements:
-                self.conn.execute(text(statement))
+                if self.dialect == "sqlite":  # the target's own CHECKs and DEFAULTs, verbatim:
+                    self.conn.exec_driver_sql(statement)  # no ":name" in them is a parameter
+                else:
+                    self.conn.execute(text(statement))
         with self._transaction("cannot create the staging table of"):
             on = quoted if self.dialect != "sqlite" else self._quote(self.full_stage_name)
             if self.dialect == "sqlite" and self.ref.schema_name:
