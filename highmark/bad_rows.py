@@ -45,22 +45,28 @@ class BadRows:
         source_table: str,
         target_table: str,
         primary_key: list[str],
+        staging: bool = False,
     ) -> None:
         self.ctx = ctx
+        # A full load's rows go to its staging table; the target stays as it was until the
+        # staging ends (a failed run leaves it for the next to resume).
+        self.staging = staging
         self.policy = policy
         self.source_table = source_table
         self.target_table = target_table
         self.primary_key = primary_key
 
     @classmethod
-    def of(cls, ctx: RunContext, job: TableJobSpec) -> BadRows:
-        """The bad rows of a SQL-table job (a table or a CDC job)."""
+    def of(cls, ctx: RunContext, job: TableJobSpec, *, staging: bool = False) -> BadRows:
+        """The bad rows of a SQL-table job (a table or a CDC job); ``staging``: of a full
+        load's staging step."""
         return cls(
             ctx,
             policy=job.on_bad_rows,
             source_table=job.source.table,
             target_table=job.target.table,
             primary_key=job.primary_key,
+            staging=staging,
         )
 
     def handle(self, refused: Iterable[RefusedRow]) -> None:
@@ -83,11 +89,15 @@ class BadRows:
         first = rows[0]
         where = f" (column {first.column})" if first.column else ""
         more = f" and {len(rows) - 1} more" if len(rows) > 1 else ""
+        others = (
+            "the other rows were staged; the target is not replaced until every row is"
+            if self.staging
+            else "the batch's other rows were written"
+        )
         return BadRowsError(
             f"{len(rows)} bad row(s) of {self.source_table} not loaded into {self.target_table}: "
             f"{_key_text(self.primary_key, first.source_record_id)}{more}: {first.error}{where}; "
-            "the batch's other rows were written. Fix the rows or the target, or set "
-            "on_bad_rows: quarantine",
+            f"{others}. Fix the rows or the target, or set on_bad_rows: quarantine",
             source_table=self.source_table,
             source_record_id=first.source_record_id,
             source_data=first.source_data,

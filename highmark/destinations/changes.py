@@ -1,6 +1,6 @@
 """Applying change sets (highmark/sources/changes.py) to a SQL target, one transaction per set.
 
-Upserts go through the SQL destination's stage and set-based merge (highmark/destinations/sql.py:
+Upserts go through the SQL destination's stage and set-based merge (highmark/destinations/merge.py:
 counts come from the statements, so a replayed set counts nothing). Deletes, soft-delete marks and
 truncates are added here, inside the same target transaction, so that readers of the target never
 see part of a set — part of a source transaction — unless one transaction was too large to hold.
@@ -25,7 +25,8 @@ from highmark import failpoints
 from highmark.config import ResolvedConnection, SoftDeleteSpec, TableJobSpec, TableRef
 from highmark.destinations.bisect import Written, write_bisecting
 from highmark.destinations.refusal import is_data_error
-from highmark.destinations.sql import SqlDestination, _bind
+from highmark.destinations.sql import SqlDestination
+from highmark.destinations.target import bind
 from highmark.models import Counts, RefusedRow
 from highmark.schema.change import SchemaChange
 from highmark.sources.base import Batch
@@ -211,7 +212,7 @@ class ChangeDestination(SqlDestination):
             statement = statement.where(self._key_in(t, keys))
         if where is not None:
             statement = statement.where(where)
-        return int(self.conn.execute(statement.values({column: _bind(value)})).rowcount)
+        return int(self.conn.execute(statement.values({column: bind(value)})).rowcount)
 
     def _unmark(self, stage: TableClause) -> int:
         """Rows the source has again (inserted after a delete): no longer marked deleted."""
@@ -229,8 +230,8 @@ class ChangeDestination(SqlDestination):
         columns = [t.c[self._tcol(c)] for c in self.job.primary_key]
         values = [tuple(self._key_values(key)) for key in keys]
         if len(columns) == 1:
-            return columns[0].in_([_bind(v[0]) for v in values])
-        return tuple_(*columns).in_([tuple_(*(_bind(x) for x in v)) for v in values])
+            return columns[0].in_([bind(v[0]) for v in values])
+        return tuple_(*columns).in_([tuple_(*(bind(x) for x in v)) for v in values])
 
     def _complete(self, partial: dict[Key, tuple[dict[str, Any], frozenset[str]]]) -> None:
         """Fill the columns an update did not carry (unchanged TOAST) from the target's row."""

@@ -56,6 +56,7 @@ from highmark.destinations.record_tables import (
     parent_index_name,
     review,
 )
+from highmark.destinations.target import fresh_transaction
 from highmark.errors import ConfigError, DestinationError, SchemaConflictError, translate_db_error
 from highmark.models import Counts
 from highmark.redact import register_secret
@@ -160,12 +161,8 @@ class RecordWriter:
 
     @contextmanager
     def _transaction(self, context: str) -> Iterator[Connection]:
-        conn = self.conn
-        with self._errors(context):
-            if conn.in_transaction():
-                conn.commit()
-            with conn.begin():
-                yield conn
+        with self._errors(context), fresh_transaction(self.conn) as conn:
+            yield conn
 
     def close(self) -> None:
         """Give the connection back (a transaction still open is rolled back)."""

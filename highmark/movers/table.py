@@ -478,7 +478,8 @@ class TableMover:
             written = write_bisecting(self._stage, batch, check=self.ctx.check)
             failpoints.reach("after_target_commit")
             self.ctx.add(Counts(rows_read=written.counts.rows_read + len(batch.refused)))
-            self._bad_rows().handle([*batch.refused, *written.refused])
+            staging = BadRows.of(self.ctx, self.job, staging=True)
+            staging.handle([*batch.refused, *written.refused])
             self.max_key = later_of(self.max_key, batch.max_key_within)
             self._save_checkpoint(
                 last_pk=[encode_value(v) for v in batch.last_pk or ()],

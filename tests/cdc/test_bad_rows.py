@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, Index, text
 
 from highmark import Project, RunStatus
 from tests.cdc.support import JOB, SOURCE, TARGET, execute, run_ok, write_cdc_project
@@ -21,6 +21,7 @@ from tests.helpers import (
     create_orders,
     insert_orders,
     order,
+    orders_table,
     short_lock_timeout,
     snapshot,
 )
@@ -170,11 +171,11 @@ def test_a_lock_wait_during_an_apply_stays_retryable_and_is_not_bisected(
     assert snapshot(engine, TARGET) == snapshot(engine, SOURCE)
 
 
-def test_a_refused_row_of_the_snapshot_is_named_then_quarantined(
+def test_a_row_a_check_refuses_is_named_while_the_snapshot_stages_then_quarantined(
     cdc_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
 ) -> None:
-    """The snapshot's merge into the target is refused for one row: merged again in pieces
-    (bisected), the other rows go in."""
+    """The snapshot's stage carries the target's CHECK: the row is refused as it is staged
+    (bisected there); failing, the target is not touched; quarantined, the others go in."""
     engine = engine_for(cdc_url)
     table = create_orders(engine)
     insert_orders(engine, table, [order(i, amount="-7" if i == 7 else None) for i in range(1, 31)])
@@ -186,7 +187,7 @@ def test_a_refused_row_of_the_snapshot_is_named_then_quarantined(
     assert failed.run_status is RunStatus.FAILED
     assert failed.error_details is not None and failed.error_details["source_record_id"] == 7
     assert failed.error_message is not None and "id 7" in failed.error_message
-    assert [r["id"] for r in snapshot(engine, TARGET)] == [i for i in range(1, 31) if i != 7]
+    assert snapshot(engine, TARGET) == []  # stopped before the merge
 
     path = write_cdc_project(write_project, cdc_url, batch_size=8, on_bad_rows="quarantine")
     project = Project.load(path)
@@ -196,6 +197,37 @@ def test_a_refused_row_of_the_snapshot_is_named_then_quarantined(
     assert [r["id"] for r in snapshot(engine, TARGET)] == [i for i in range(1, 31) if i != 7]
 
     execute(engine, "UPDATE orders SET amount = 7 WHERE id = 7", "DELETE FROM orders WHERE id = 8")
+    run_ok(project)
+    assert snapshot(engine, TARGET) == snapshot(engine, SOURCE)
+
+
+def test_a_row_only_the_snapshots_merge_refuses_is_named_then_quarantined(
+    cdc_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """A unique index of the target (not on its key) is met by the snapshot's merge, not by the
+    stage: the merge is done again in pieces (bisected), the other rows go in."""
+    engine = engine_for(cdc_url)
+    table = create_orders(engine)
+    rows = [order(i, customer="customer 1" if i == 7 else None) for i in range(1, 31)]
+    insert_orders(engine, table, rows)
+    target = orders_table(TARGET)
+    Index("uq_target_customer", target.c.customer, unique=True)
+    target.metadata.create_all(engine)
+    project = Project.load(write_cdc_project(write_project, cdc_url, batch_size=8))
+
+    failed = project.run(JOB)
+
+    assert failed.run_status is RunStatus.FAILED
+    assert failed.error_details is not None and failed.error_details["source_record_id"] == 7
+    assert [r["id"] for r in snapshot(engine, TARGET)] == [i for i in range(1, 31) if i != 7]
+
+    path = write_cdc_project(write_project, cdc_url, batch_size=8, on_bad_rows="quarantine")
+    project = Project.load(path)
+    quarantined = run_ok(project)
+    assert quarantined.rows_rejected == 1
+    assert [r.source_record_id for r in project.store.rejected_rows(JOB)] == [7]
+
+    execute(engine, "UPDATE orders SET customer = 'customer 7' WHERE id = 7")
     run_ok(project)
     assert snapshot(engine, TARGET) == snapshot(engine, SOURCE)
 
