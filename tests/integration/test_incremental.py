@@ -151,3 +151,25 @@ def test_a_replayed_older_version_never_overwrites_a_newer_row(
     target = {r["id"]: r for r in snapshot(engine, "orders_copy")}
     assert str(target[2]["amount"]) == "77.77" and target[2]["updated_at"] == newer
     assert str(target[3]["amount"]) == "33.33"
+
+
+def test_a_change_of_letter_case_or_trailing_space_alone_is_an_update(
+    db_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """MariaDB's default collations call 'acme' and 'ACME ' equal: the merge's change test must
+    not (a replayed window carries the new spelling with the old timestamp)."""
+    engine = engine_for(db_url)
+    table = create_orders(engine)
+    insert_orders(engine, table, [order(i) for i in range(1, 4)])
+    project = _project(write_project, db_url)
+    assert project.run("orders_sync").run_status is RunStatus.SUCCESS
+    before = {r["id"]: r for r in snapshot(engine, "orders")}
+    update_order(engine, table, 1, customer=before[1]["customer"].upper())
+    update_order(engine, table, 2, customer=before[2]["customer"] + " ")
+    project.set_watermark("orders_sync", "2000-01-01T00:00:00Z")
+
+    replay = project.run("orders_sync")
+
+    assert replay.run_status is RunStatus.SUCCESS, replay.error_message
+    assert (replay.rows_read, replay.rows_written, replay.rows_updated) == (3, 0, 2)
+    assert snapshot(engine, "orders_copy") == snapshot(engine, "orders")
