@@ -81,7 +81,7 @@ class SetMerge(RowLoader):
             return False
         if self.dialect == "mysql":
             return self._key_is_the_only_unique_index()
-        return self.dialect == "postgresql"
+        return self.dialect in ("postgresql", "sqlite")
 
     def _key_is_the_only_unique_index(self) -> bool:
         """ON DUPLICATE KEY UPDATE acts on a duplicate in *any* unique index: a row clashing
@@ -107,31 +107,39 @@ class SetMerge(RowLoader):
     def _upsert(self, s: TableClause) -> Counts:
         if self.dialect == "mysql":
             return self._upsert_mysql(s)
+        if self.dialect == "sqlite":
+            return self._upsert_sqlite(s)
         return self._upsert_postgresql(s)
 
+    def _on_conflict(self, t: TableClause, s: TableClause, insert: Any) -> Any:
+        """``INSERT INTO t SELECT … FROM s ON CONFLICT (key) DO UPDATE`` (PostgreSQL, SQLite:
+        ``insert`` is the dialect's), driven by the staged rows, each found by the target's
+        key; the version guard and the change test are the ``DO UPDATE``'s condition, so a
+        row that is older or equal is left alone and not counted."""
+        columns = [name for _, name in self._mapping]
+        keys = [self._tcol(c) for c in self.job.primary_key]
+        # (SQLite needs the WHERE: without it, ON CONFLICT would parse as the SELECT's join.)
+        rows = select(*(s.c[c] for c in columns)).where(true())
+        statement = insert(t).from_select(columns, rows)
+        excluded = statement.excluded
+        non_keys = [c for c in columns if c not in keys]
+        if not non_keys:
+            return statement.on_conflict_do_nothing(index_elements=keys)
+        return statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={c: excluded[c] for c in non_keys},
+            where=and_(*self._not_older(t, excluded), self._differs(t.c, excluded)),
+        )
+
     def _upsert_postgresql(self, s: TableClause) -> Counts:
-        """PostgreSQL: the stage into the target with one statement driven by the staged rows,
-        each found by the target's key, instead of joins that read the whole target (for a
-        small batch into a large table, most of the merge's time). ``xmax = 0`` tells an
-        inserted row from an updated one; the version guard and the change test are the
-        ``DO UPDATE``'s condition."""
+        """PostgreSQL: one statement instead of joins that read the whole target (for a small
+        batch into a large table, most of the merge's time). ``xmax = 0`` tells an inserted
+        row from an updated one."""
         from sqlalchemy.dialects import postgresql
 
         t = self._target_clause()
         marked = self._newly_marked_deleted(t, s)
-        columns = [name for _, name in self._mapping]
-        keys = [self._tcol(c) for c in self.job.primary_key]
-        statement = postgresql.insert(t).from_select(columns, select(*(s.c[c] for c in columns)))
-        excluded = statement.excluded
-        non_keys = [c for c in columns if c not in keys]
-        if non_keys:
-            statement = statement.on_conflict_do_update(
-                index_elements=keys,
-                set_={c: excluded[c] for c in non_keys},
-                where=and_(*self._not_older(t, excluded), self._differs(t.c, excluded)),
-            )
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=keys)
+        statement = self._on_conflict(t, s, postgresql.insert)
         merged = statement.returning(literal_column("xmax = 0").label("inserted")).cte("merged")
         inserted, changed = self.conn.execute(
             select(
@@ -141,6 +149,29 @@ class SetMerge(RowLoader):
         ).one()
         return Counts(
             rows_written=inserted, rows_updated=max(changed - marked, 0), rows_deleted=marked
+        )
+
+    def _upsert_sqlite(self, s: TableClause) -> Counts:
+        """SQLite: one ``INSERT … ON CONFLICT DO UPDATE`` where the guard, the update and the
+        insert were three statements, each looking up every staged row in the target. Its
+        row count is the rows inserted plus those updated; the staged rows the target already
+        has, counted first, tell the two apart."""
+        from sqlalchemy.dialects import sqlite
+
+        t = self._target_clause()
+        marked = self._newly_marked_deleted_join(t, s)
+        staged, present = self.conn.execute(
+            select(func.count(), func.count(t.c[self._tcol(self.job.primary_key[0])]))
+            .select_from(s)
+            .outerjoin(t, self._pk_match(t, s))
+        ).one()
+        statement = self._on_conflict(t, s, sqlite.insert)
+        merged = self.conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+        inserted = staged - present
+        return Counts(
+            rows_written=inserted,
+            rows_updated=max(merged - inserted - marked, 0),
+            rows_deleted=marked,
         )
 
     def _upsert_mysql(self, s: TableClause) -> Counts:
@@ -204,8 +235,8 @@ class SetMerge(RowLoader):
         )
 
     def _newly_marked_deleted_join(self, t: TableClause, s: TableClause) -> int:
-        """:meth:`_newly_marked_deleted` for MySQL/MariaDB, which have no LATERAL: a join
-        that the server drives from the (few) staged rows marked deleted."""
+        """:meth:`_newly_marked_deleted` for MySQL/MariaDB and SQLite, which have no LATERAL:
+        a join that the database drives from the (few) staged rows marked deleted."""
         soft = self.job.soft_delete
         if soft is None:
             return 0
