@@ -56,6 +56,21 @@ def _dispose_engines() -> Iterator[None]:
     highmark_db.dispose_all()
 
 
+@pytest.fixture(autouse=True)
+def _secrets_of_this_test_only() -> Iterator[None]:
+    """highmark's secret registry lives as long as the process: a secret one test registers
+    (the too-short API token `short`, say) would be masked in every later test of the same
+    worker (a constraint named `summary_short` read `summary_***`)."""
+    from highmark import redact
+
+    with redact._lock:
+        before = set(redact._secrets)
+    yield
+    with redact._lock:
+        redact._secrets.clear()
+        redact._secrets.update(before)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     name = _name()
