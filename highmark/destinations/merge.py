@@ -2,8 +2,8 @@
 
 1. drop staged rows older than the target's (a stale replay never regresses a newer row);
 2. delete (soft-delete ``mode: delete``), update rows that differ, insert rows that are new —
-   or, without deletes, one statement: ``INSERT … ON CONFLICT DO UPDATE`` on PostgreSQL
-   (:meth:`_upsert`), ``INSERT … ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB
+   or, without deletes, one statement: ``INSERT … ON CONFLICT DO UPDATE`` on PostgreSQL and
+   SQLite (:meth:`_on_conflict`), ``INSERT … ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB
    (:meth:`_upsert_mysql`).
 
 The counts come from the statements' row counts, so replaying a batch counts nothing twice.
@@ -87,7 +87,9 @@ class SetMerge(RowLoader):
         """ON DUPLICATE KEY UPDATE acts on a duplicate in *any* unique index: a row clashing
         with another row's value in a second unique index would overwrite that row instead of
         being refused (a bad row). The upsert serves targets whose only unique index is on the
-        job's key; others keep the separate update and insert."""
+        job's key; others keep the separate update and insert. Read from the catalog rather
+        than ``self.target.unique_keys``: reflection leaves out indexes on expressions, which
+        clash just the same."""
         if self._only_key_unique is None:
             rows = self.conn.execute(
                 text(
