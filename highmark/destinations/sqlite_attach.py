@@ -31,11 +31,16 @@ from highmark.sqltypes import Converter, Family, TimestampKind, read_converter
 
 ALIAS = "hm_source"
 FUNCTION = "hm_value"
-# The text the row path writes for a timestamp (datetime.isoformat(" ", "microseconds")).
-_DIGIT = "[0-9]"
-CANONICAL_TIMESTAMP = (
-    f"{_DIGIT * 4}-{_DIGIT * 2}-{_DIGIT * 2} {_DIGIT * 2}:{_DIGIT * 2}:{_DIGIT * 2}.{_DIGIT * 6}"
-)
+# The text the row path writes for a timestamp (datetime.isoformat(" ", "microseconds")) is
+# tested in two cheap steps rather than by one GLOB of 20 character classes (which took ~0.4 s
+# a column per 1,000,000 values): the shape, with single-character wildcards and the last
+# character a digit, then SQLite's own date parser. Together they hold exactly the canonical
+# text: julianday() reads 4-2-2 date digits, a space, 2:2:2 time digits and a fraction of at
+# least one digit followed by nothing but an optional time zone; in 26 characters that end in a
+# digit, with the separators where the shape puts them, no zone fits (``Z`` is not a digit,
+# ``+HH:MM`` needs 7 characters after the point) and the fraction is the 6 digits. julianday()
+# also refuses a month, day, hour, minute or second out of range, which the class GLOB did not.
+TIMESTAMP_SHAPE = "????-??-?? ??:??:??.?????[0-9]"
 # Families whose every value the row path writes as it read it (sqlite3 hands it an int, a
 # float, a str or bytes, and neither its reader nor its SQLite writer changes any of them):
 # copied with no test at all. The target's column affinity then acts on the very value the
@@ -159,7 +164,12 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
             and tgt.timestamp_kind is TimestampKind.SQLITE_TEXT
             and same_zone
         ):
-            test = f"{column} IS NULL OR {column} GLOB '{CANONICAL_TIMESTAMP}'"
+            expressions.append(
+                f"CASE WHEN {column} IS NULL THEN NULL "
+                f"WHEN {column} GLOB '{TIMESTAMP_SHAPE}' AND julianday({column}) IS NOT NULL "
+                f"THEN {column} ELSE {FUNCTION}({i}, {column}) END"
+            )
+            continue
         else:
             expressions.append(f"{FUNCTION}({i}, {column})")
             continue

@@ -114,6 +114,9 @@ SEEN = [
     None,
     1709287200,
     "2024-03-01 10:00:00.123",
+    "2024-03-01 10:00:00.654321",  # the row path's form, read as it is
+    "2024-03-01 10:00:00.12345Z",  # its length and separators, but a zone: converted
+    "2024-03-01T10:00:00.123456",  # its length, another separator: converted
 ]
 LABELS = ["plain", "quote ' and \" comma, tab\tnewline\nend", "", "NULL", "ünïcødé ✓", None, 42]
 
@@ -325,6 +328,52 @@ def test_sqlite_to_sqlite_copies_odd_values_of_untested_columns_as_the_row_path_
     _run_both(project, spy, "fast", "rows")
     assert len(_sqlite_content(target, "fast")) == 30
     assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+
+
+def test_sqlite_to_sqlite_refuses_the_timestamps_the_row_path_refuses(
+    tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Texts of the canonical length and shape that are no timestamp: the engine's test sends
+    # them to the row path's converter, which refuses them; quarantined by both paths alike.
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    odd = [
+        "2024-13-01 10:00:00.000000",  # month 13
+        "2024-03-01 25:00:00.000000",  # hour 25
+        "2024-03-01 10:61:00.000000",  # minute 61
+        "2024-03-01 10:00:00.1234 Z",
+        "2024-03-01 10:00:00.12345 ",  # read by the row path (a trailing space): converted
+        "2024-0x-01 10:00:00.000000",
+        "2024-03-01 10:00:00.000000",
+    ]
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, seen_at TIMESTAMP, "
+                 "updated_at TIMESTAMP, deleted_at TIMESTAMP)")  # fmt: skip
+    conn.executemany(
+        "INSERT INTO things VALUES (?, ?, ?, NULL)",
+        [(i, odd[i % len(odd)], f"2024-01-01 00:00:{i:02d}.000000") for i in range(1, 22)],
+    )
+    conn.commit()
+    conn.close()
+    spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
+    quarantine = {"on_bad_rows": "quarantine"}
+    path = write_project(
+        connections={"src": f"sqlite:///{source}", "dst": f"sqlite:///{target}"},
+        jobs={
+            "fast": _job("src", "dst", "fast", **quarantine),
+            "rows": _job("src", "dst", "by_rows", **quarantine),
+        },
+    )
+    project = Project.load(path)
+
+    _run_both(project, spy, "fast", "rows")
+
+    kept = [i for i in range(1, 22) if i % len(odd) in (4, 6)]
+    assert [r[0] for r in _sqlite_content(target, "fast")] == kept
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+    assert sorted(r.source_record_id for r in project.store.rejected_rows("fast")) == sorted(
+        r.source_record_id for r in project.store.rejected_rows("rows")
+    )
+    assert len(project.store.rejected_rows("fast")) == 21 - len(kept)
 
 
 def test_sqlite_in_one_file_moves_rows_inside_the_engine(
