@@ -31,6 +31,7 @@ from highmark.db import get_engine
 from highmark.errors import JobNotFoundError, StoreError
 from highmark.models import JobRecord
 from highmark.scheduler import next_fire
+from highmark.store.fresh import create_new_sqlite_store
 from highmark.store.rejected import RejectedRows
 from highmark.store.reports import RunReports
 from highmark.store.runs import MAX_ERROR_MESSAGE_LENGTH, RunHandle, checkpoint_column
@@ -76,8 +77,11 @@ class ControlStore(RejectedRows, RunReports, Watermarks):
     def ensure_schema(self) -> None:
         """Upgrade a new or older store; refuse a store newer than this code."""
         with self._errors("cannot open the control store"):
-            if self._stored_revision() == HEAD_REVISION:
+            revision = self._stored_revision()
+            if revision == HEAD_REVISION:
                 return  # the common case, without importing Alembic (start-up time)
+            if revision is None and create_new_sqlite_store(self.engine):
+                return  # a new SQLite store, made at head in one step (store/fresh.py)
             from highmark.store import migrate
 
             if not migrate.is_current(self.engine):

@@ -3,6 +3,7 @@ how a store is opened and upgraded, and how a store newer than this code is refu
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -153,7 +154,9 @@ def _has_kind(column: Any, kind: Any, dialect: str) -> bool:
 
 
 def test_migrations_create_exactly_the_declared_tables(db_url: str, tmp_path: Path) -> None:
-    store = _open(db_url, tmp_path)
+    # Through the migrations themselves (a new SQLite store is made otherwise: store/fresh.py).
+    store = ControlStore.open(_url(db_url, tmp_path), migrate_schema=False)
+    store.migrate()
     with store.engine.connect() as connection:
         assert _schema_differences(connection) == []
         assert set(inspect(connection).get_table_names()) == {*metadata.tables, VERSION_TABLE}
@@ -443,6 +446,76 @@ def test_two_processes_auto_migrating_a_fresh_store(db_url: str, tmp_path: Path)
     with store.engine.connect() as connection:
         assert _versions(connection) == [migrate.head_revision()]
         assert _schema_differences(connection) == []
+
+
+def _sqlite_schema(path: Path) -> dict[str, Any]:
+    """Every table's columns (type, NOT NULL, default, key), indexes (unique, partial, columns
+    and order), foreign keys and CHECK/UNIQUE clauses; every index's DDL."""
+    conn = sqlite3.connect(path)
+    try:
+        schema: dict[str, Any] = {}
+        tables = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        for name, sql in tables:
+            indexes = sorted(
+                (row[1], row[2], row[3], row[4], conn.execute(
+                    f"PRAGMA index_xinfo('{row[1]}')").fetchall())
+                for row in conn.execute(f"PRAGMA index_list('{name}')")
+            )  # fmt: skip
+            clauses = sorted(
+                " ".join(m.split()) for m in re.findall(r"(?:CHECK|UNIQUE) \([^)]*\)", sql)
+            )
+            schema[name] = (
+                conn.execute(f"PRAGMA table_xinfo('{name}')").fetchall(),
+                indexes,
+                sorted(conn.execute(f"PRAGMA foreign_key_list('{name}')").fetchall()),
+                clauses,
+            )
+        schema["index DDL"] = sorted(
+            conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall()
+        )
+        schema["other objects"] = conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE type NOT IN ('table', 'index')"
+        ).fetchall()
+        return schema
+    finally:
+        conn.close()
+
+
+def test_a_new_sqlite_store_is_made_as_the_migrations_make_it(tmp_path: Path) -> None:
+    migrated, made = tmp_path / "migrated.db", tmp_path / "made.db"
+    by_migrations = ControlStore.open(_url(f"sqlite:///{migrated}", tmp_path), migrate_schema=False)
+    by_migrations.migrate()
+    statements: list[str] = []
+    new = ControlStore.open(_url(f"sqlite:///{made}", tmp_path), migrate_schema=False)
+    event.listen(new.engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    new.ensure_schema()
+
+    assert "alembic" not in " ".join(statements).lower().replace(VERSION_TABLE, "")
+    assert _sqlite_schema(made) == _sqlite_schema(migrated)
+    with new.engine.connect() as connection:
+        assert _versions(connection) == [migrate.head_revision()]
+        assert _schema_differences(connection) == []
+    # The store works as one made by the migrations: defaults included.
+    new.sync_jobs([_job("kept")])
+    assert [j.job_id for j in new.list_jobs()] == ["kept"]
+
+
+def test_a_sqlite_file_holding_other_tables_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE unrelated (x INTEGER)")
+    conn.commit()
+    conn.close()
+    store = ControlStore.open(_url(f"sqlite:///{path}", tmp_path))
+    with store.engine.connect() as connection:
+        assert _versions(connection) == [migrate.head_revision()]
+        assert set(inspect(connection).get_table_names()) == {
+            *metadata.tables,
+            VERSION_TABLE,
+            "unrelated",
+        }
 
 
 def test_opening_a_fresh_sqlite_store_waits_for_a_writer(tmp_path: Path) -> None:
