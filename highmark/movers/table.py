@@ -5,7 +5,7 @@ keyset position, ``high`` the safe upper bound taken from the source before the 
 checkpoint so a resumed run reads the same window). A backfill reads the window it is given,
 merging into the target, and returns no mark. Full loads stage every row beside the target
 and replace its content in one transaction. First loads into an empty target write straight into
-it, in key ranges at once when ``parallelism`` allows (highmark/parallel.py).
+it, in key ranges at once when ``parallelism`` allows (table_parallel.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from highmark import clock, failpoints, parallel
+from highmark import clock, failpoints
 from highmark.bad_rows import BadRows
 from highmark.checkpoint import RunCheckpoint, encode_value, watermark_fields
 from highmark.config import ProjectConfig, TableJobSpec
@@ -27,12 +27,12 @@ from highmark.models import (
     Backfill,
     Counts,
     MarkUpdate,
-    RefusedRow,
     Watermark,
     WatermarkType,
     later_of,
 )
 from highmark.movers.base import RunContext
+from highmark.movers.table_parallel import load_in_parallel, parallel_writers
 from highmark.sources import postgres_copy
 from highmark.sources.base import Batch
 from highmark.sources.sql import SqlSource
@@ -180,7 +180,7 @@ class TableMover:
             committed is None and self.dst.is_empty()
         )  # fmt: skip
         self.checkpoint_base["direct"] = direct
-        writers = self._parallel_writers(direct, previous)
+        writers = parallel_writers(self, direct, previous)
         self.checkpoint_base["parallel"] = writers > 0
         if previous is None and direct:
             # A first load killed before its first batch's checkpoint (in parallel, ranges may
@@ -188,7 +188,7 @@ class TableMover:
             # wrote, load again), not as a merge into a half-filled target.
             self._save_checkpoint(inclusive=inclusive)
         if writers:
-            self._load_in_parallel(low, high, inclusive, previous, writers)
+            load_in_parallel(self, low, high, inclusive, previous, writers)
             return
         if previous is not None and direct:
             removed = self.dst.delete_after(low, inclusive=inclusive)
@@ -262,83 +262,6 @@ class TableMover:
             self._save_checkpoint(
                 **watermark_fields("last_value", self.position), inclusive=inclusive
             )
-
-    def _parallel_writers(self, direct: bool, previous: RunCheckpoint | None) -> int:
-        """How many ranges load at once, or 0 for a serial load (highmark/parallel.py)."""
-        wanted = self.job.parallelism
-        resuming_parallel = previous is not None and previous.parallel
-        if not resuming_parallel and (wanted == 1 or not direct or previous is not None):
-            return 0
-        reason = parallel.unsupported(self.job, self.bulk and self.dst.loads_ranges_in_parallel)
-        if reason is not None:
-            # A parallel checkpoint resumes serially just as well: everything past its
-            # prefix is cleared and loaded again.
-            if wanted > 1:
-                self.ctx.note(f"parallelism {wanted} not used: {reason}")
-            return 0
-        return wanted
-
-    def _load_in_parallel(
-        self,
-        low: Watermark | None,
-        high: Any,
-        inclusive: bool,
-        previous: RunCheckpoint | None,
-        writers: int,
-    ) -> None:
-        done = previous.done() if previous is not None else []
-        if previous is not None:
-            removed = sum(
-                self.dst.delete_range(after, upto, inclusive=inclusive and i == 0)
-                for i, (after, upto) in enumerate(parallel.gaps(low, done))
-            )
-            log.info(
-                "job %s: removed %s row(s) written after the checkpoint; %s range(s) were done",
-                self.job.job_id, removed, len(done),
-            )  # fmt: skip
-        soft = self.job.soft_delete
-        ledger = parallel.RangeLedger(low)
-
-        refused: list[RefusedRow] = []
-
-        def write(writer: SqlDestination, batch: Batch) -> Counts:
-            # On a writer's thread: the refused rows are handed on by committed(), on this one.
-            written = write_bisecting(writer.write_direct, batch)
-            refused.extend(written.refused)
-            return written.counts
-
-        def committed(counts: Counts) -> None:
-            self.ctx.add(counts)
-            found = refused[:]
-            del refused[: len(found)]
-            self._bad_rows().handle(found)
-            self.position = ledger.position
-            self._save_checkpoint(
-                **watermark_fields("last_value", ledger.position),
-                inclusive=inclusive and ledger.position == low,
-                done_ranges=ledger.done_ranges(),
-            )
-
-        extra = [self.dst.clone() for _ in range(writers - 1)]
-        self.ctx.set_phase("reading")
-        try:
-            parallel.load_ranges(
-                parallel.plan_ranges(
-                    self.src, low, high, inclusive=inclusive,
-                    batch_size=self.job.batch_size,
-                    skip_deleted=soft is not None and soft.mode == "delete",
-                    done=done,
-                ),
-                ledger,
-                [self.dst, *extra],
-                before_each=self.ctx.check,
-                committed=committed,
-                write=write,
-            )  # fmt: skip
-        finally:
-            for writer in extra:
-                writer.close()
-        self.position = ledger.position
 
     def _window_batches(
         self, low: Watermark | None, high: Any, inclusive: bool, direct: bool
