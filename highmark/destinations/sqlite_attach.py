@@ -39,7 +39,9 @@ FUNCTION = "hm_value"
 # least one digit followed by nothing but an optional time zone; in 26 characters that end in a
 # digit, with the separators where the shape puts them, no zone fits (``Z`` is not a digit,
 # ``+HH:MM`` needs 7 characters after the point) and the fraction is the 6 digits. julianday()
-# also refuses a month, day, hour, minute or second out of range, which the class GLOB did not.
+# also refuses a month over 12, a day over 31, an hour over 24, a minute or second over 59, which
+# the class GLOB let through; it still takes hour 24, day 31 of a 30-day month, February 30 and
+# year 0, which the row path refuses (README, "Loads": the one exception).
 TIMESTAMP_SHAPE = "????-??-?? ??:??:??.?????[0-9]"
 # Families whose every value the row path writes as it read it (sqlite3 hands it an int, a
 # float, a str or bytes, and neither its reader nor its SQLite writer changes any of them):
