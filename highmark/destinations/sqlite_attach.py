@@ -166,12 +166,10 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
             and tgt.timestamp_kind is TimestampKind.SQLITE_TEXT
             and same_zone
         ):
-            expressions.append(
-                f"CASE WHEN {column} IS NULL THEN NULL "
-                f"WHEN {column} GLOB '{TIMESTAMP_SHAPE}' AND julianday({column}) IS NOT NULL "
-                f"THEN {column} ELSE {FUNCTION}({i}, {column}) END"
+            test = (
+                f"{column} IS NULL OR ({column} GLOB '{TIMESTAMP_SHAPE}' "
+                f"AND julianday({column}) IS NOT NULL)"
             )
-            continue
         else:
             expressions.append(f"{FUNCTION}({i}, {column})")
             continue
