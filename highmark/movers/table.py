@@ -186,7 +186,7 @@ class TableMover:
             # A first load killed before its first batch's checkpoint (in parallel, ranges may
             # commit before the first is checkpointed) resumes as a first load (clear what it
             # wrote, load again), not as a merge into a half-filled target.
-            self._save_checkpoint(inclusive=inclusive)
+            self.save_checkpoint(inclusive=inclusive)
         if writers:
             load_in_parallel(self, low, high, inclusive, previous, writers)
             return
@@ -259,7 +259,7 @@ class TableMover:
                     and not spec.tiebreaker
                     and batch.copy is None
                 )
-            self._save_checkpoint(
+            self.save_checkpoint(
                 **watermark_fields("last_value", self.position), inclusive=inclusive
             )
 
@@ -323,12 +323,14 @@ class TableMover:
         written = write_bisecting(write, batch, check=self.ctx.check)
         failpoints.reach("after_target_commit")
         self.ctx.add(written.counts + Counts(rows_read=len(batch.refused)))
-        self._bad_rows().handle([*batch.refused, *written.refused])
+        self.bad_rows().handle([*batch.refused, *written.refused])
 
-    def _bad_rows(self) -> BadRows:
+    # bad_rows() and save_checkpoint() are also what the parallel first load
+    # (table_parallel.py) calls after each range it commits.
+    def bad_rows(self) -> BadRows:
         return BadRows.of(self.ctx, self.job)
 
-    def _save_checkpoint(self, **fields: Any) -> None:
+    def save_checkpoint(self, **fields: Any) -> None:
         data = {
             **self.checkpoint_base,
             **fields,
@@ -404,7 +406,7 @@ class TableMover:
             staging = BadRows.of(self.ctx, self.job, staging=True)
             staging.handle([*batch.refused, *written.refused])
             self.max_key = later_of(self.max_key, batch.max_key_within)
-            self._save_checkpoint(
+            self.save_checkpoint(
                 last_pk=[encode_value(v) for v in batch.last_pk or ()],
                 **watermark_fields("max_key", self.max_key),
             )

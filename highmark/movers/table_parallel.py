@@ -73,9 +73,9 @@ def load_in_parallel(
         mover.ctx.add(counts)
         found = refused[:]
         del refused[: len(found)]
-        mover._bad_rows().handle(found)
+        mover.bad_rows().handle(found)
         mover.position = ledger.position
-        mover._save_checkpoint(
+        mover.save_checkpoint(
             **watermark_fields("last_value", ledger.position),
             inclusive=inclusive and ledger.position == low,
             done_ranges=ledger.done_ranges(),
