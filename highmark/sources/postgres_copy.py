@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, not_, or_, select
+from sqlalchemy import and_, bindparam, not_, or_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
@@ -161,15 +161,22 @@ def window_ranges(
     assert spec is not None
     table = source.describe().clause()
     where, wm, tb = source.window_condition(table, low, high, inclusive=inclusive)
+    # Past the first range, the end of the one before bounds the window from below: its low
+    # mark is then implied, and is left out (terms fewer to test on every row; and SQLite,
+    # planning the same statement with literal values, takes its index scan's start from the
+    # low mark's tiebreaker OR and reads each range from the window's start).
+    later, _, _ = source.window_condition(table, None, high, inclusive=False)
+    also: list[ColumnElement[bool]] = []
     if upto is not None:
         past, _, _ = source.window_condition(table, upto, None, inclusive=False)
-        where = and_(where, not_(past))
+        also.append(not_(past))
     if skip_deleted and source.job.soft_delete is not None:
-        where = and_(where, table.c[_name(source, source.job.soft_delete.column)].is_(None))
+        also.append(table.c[_name(source, source.job.soft_delete.column)].is_(None))
     order = [wm, *([tb] if tb is not None else [])]
     yield from _ranges(
-        source, table, where, order, batch_size, lambda row, _: Batch(last_key=_key(source, row))
-    )
+        source, table, and_(where, *also), order, batch_size,
+        lambda row, _: Batch(last_key=_key(source, row)), later=and_(later, *also),
+    )  # fmt: skip
     if spec.on_null == "include":
         # Rows without a watermark are read on every run, in primary-key order.
         pk = [table.c[_name(source, c)] for c in source.job.primary_key]
@@ -188,10 +195,9 @@ def key_ranges(
     table = source.describe().clause()
     pk = [table.c[_name(source, c)] for c in source.job.primary_key]
     conditions: list[ColumnElement[bool]] = [pk[0].is_not(None)]
-    if after_pk is not None:
-        conditions.append(_after(pk, list(after_pk)))
     if source.job.soft_delete and source.job.soft_delete.mode == "delete":
         conditions.append(table.c[_name(source, source.job.soft_delete.column)].is_(None))
+    start = [] if after_pk is None else [_after(source, pk, list(after_pk))]
     converters = [_converter(source, c.name) for c in pk]
 
     def describe(row: Any, range_where: ColumnElement[bool]) -> Batch:
@@ -203,7 +209,10 @@ def key_ranges(
             last_pk=last_pk, max_key_within=_max_key_within(source, table, range_where, high)
         )
 
-    yield from _ranges(source, table, and_(*conditions), pk, batch_size, describe)
+    yield from _ranges(
+        source, table, and_(*start, *conditions), pk, batch_size, describe,
+        later=and_(*conditions),
+    )  # fmt: skip
 
 
 def _ranges(
@@ -213,14 +222,19 @@ def _ranges(
     order: list[Any],
     batch_size: int,
     describe: Callable[[Any, ColumnElement[bool]], Batch],
+    *,
+    later: ColumnElement[bool] | None = None,
 ) -> Iterator[Batch]:
-    """Probe the key that ends each range (an index scan of one batch), then hand the range on."""
+    """Probe the key that ends each range (an index scan of one batch), then hand the range on.
+    ``where`` bounds the first range; ``later`` (default ``where``) the ones after it, which also
+    begin after the range before."""
     previous: list[Any] | None = None
+    rest = where if later is None else later
     while True:
         # The range's own bounds come first: SQLite takes an index scan's bounds from the first
-        # terms that give them, and the window's (its low mark, its high bound) would make each
-        # range scan from the window's start to its end.
-        remaining = where if previous is None else and_(_after(order, previous), where)
+        # terms that give them, and the window's (its high bound) would make each range scan
+        # to the window's end.
+        remaining = where if previous is None else and_(_after(source, order, previous), rest)
         with source._errors("cannot read"), source.engine.connect() as conn:
             boundary = conn.execute(
                 select(*order).where(remaining).order_by(*order).offset(batch_size - 1).limit(1)
@@ -233,10 +247,7 @@ def _ranges(
         if boundary is None:
             return
         values = list(boundary)
-        # The redundant `c1 <= v1` bounds the range's index scan on SQLite, which takes no upper
-        # bound from the negated OR (each range would read to the window's end).
-        upper = order[0] <= bindparam(None, values[0], type_=NullType())
-        range_where = and_(upper, remaining, ~_keyset_after(order, values))
+        range_where = _ending_at(source, order, values, remaining)
         copy_range = PostgresCopyRange(source, range_where, table)
         try:
             found = describe(boundary, range_where)
@@ -317,14 +328,35 @@ def _converter(source: SqlSource, column: str) -> Any:
     return read_converter(found, source.zone)
 
 
-def _after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
-    """``(c1, c2, …) > (v1, v2, …)``, plus the redundant ``c1 >= v1``: PostgreSQL cannot take an
-    index bound from the OR alone, so each probe would scan the window from its start and filter
-    (the probes of a load would cost O(ranges²)); with the bound it starts at the key."""
+def _after(source: SqlSource, columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
+    """``(c1, c2, …) > (v1, v2, …)``. SQLite compares the row values itself, an index range
+    bound at no cost per row. Elsewhere, the OR plus the redundant ``c1 >= v1``: PostgreSQL
+    cannot take an index bound from the OR alone, so each probe would scan the window from its
+    start and filter (the probes of a load would cost O(ranges²)); with the bound it starts at
+    the key."""
+    if len(columns) > 1 and source.describe().dialect == "sqlite":
+        return tuple_(*columns) > tuple_(*_raw_values(values))
     keyset = _keyset_after(columns, values)
     if len(columns) == 1:
         return keyset
     return and_(columns[0] >= bindparam(None, values[0], type_=NullType()), keyset)
+
+
+def _ending_at(
+    source: SqlSource, columns: list[Any], values: list[Any], remaining: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    """``remaining`` up to ``(c1, c2, …) <= (v1, v2, …)``: SQLite's row values, as in
+    :func:`_after`; elsewhere the negated OR, after a redundant ``c1 <= v1`` that comes first
+    (SQLite would take no upper bound from the negated OR: each range would read to the
+    window's end)."""
+    if len(columns) > 1 and source.describe().dialect == "sqlite":
+        return and_(tuple_(*columns) <= tuple_(*_raw_values(values)), remaining)
+    upper = columns[0] <= bindparam(None, values[0], type_=NullType())
+    return and_(upper, remaining, ~_keyset_after(columns, values))
+
+
+def _raw_values(values: list[Any]) -> list[Any]:
+    return [bindparam(None, v, type_=NullType()) for v in values]
 
 
 def _keyset_after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -390,6 +390,44 @@ def test_sqlite_in_one_file_moves_rows_inside_the_engine(
     project = Project.load(path)
     _run_both(project, spy, "fast", "rows")
     assert _sqlite_content(data, "fast") == _sqlite_content(data, "by_rows")
+
+
+def test_each_range_of_a_sqlite_source_reads_from_where_the_one_before_ended(
+    tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past a window's first range, the range before bounds the next from below, as one row
+    value, and the window's low mark (implied by it) is left out: fewer terms tested on every
+    row, and no second start for SQLite's index scan to choose (with literal values, it chose
+    the low mark's and read each range from the window's start)."""
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    _seed_sqlite(source, 40)
+    path = write_project(
+        connections={"src": f"sqlite:///{source}", "dst": f"sqlite:///{target}"},
+        jobs={"fast": _job("src", "dst", "fast")},
+    )
+    project = Project.load(path)
+    assert project.run("fast").run_status is RunStatus.SUCCESS
+    low = "2024-01-01 00:00:13.000000"  # the first run's mark: the greatest seeded updated_at
+    _sqlite_delta(source, 40)
+    statements: list[str] = []
+
+    def traced(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_trace_callback(statements.append)
+
+    event.listen(Engine, "connect", traced)
+    try:
+        highmark_db.dispose_all()  # connections made from here on are traced
+        run = project.run("fast")
+    finally:
+        event.remove(Engine, "connect", traced)
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    reads = [s for s in statements if s.startswith("INSERT INTO") and "hm_source" in s]
+    assert len(reads) >= 3, reads  # 22 changed rows, batches of 7
+    assert low in reads[0]
+    for later in reads[1:]:
+        assert low not in later, later
+        assert "(things.updated_at, things.id) > (" in later, later
 
 
 # ---------------------------------------------------------------------------- PostgreSQL → MariaDB
