@@ -18,6 +18,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -225,11 +226,21 @@ class Run:
 
 def settle(server: b.Server) -> None:
     """Before each measured run, the writes of the runs and the delta before it reach the disk
-    (``sync``, a PostgreSQL ``CHECKPOINT``), so that no contender pays for another's flush. A
-    run's commits wait on the disk: the same SQLite → PostgreSQL delta took 0.74 s alone and
-    1.23 s in a pairs run, just after the other targets had been loaded."""
+    (``sync``, a PostgreSQL ``CHECKPOINT``, no autovacuum at work), so that no contender pays for
+    another's flush. A run's commits wait on the disk: the same SQLite → PostgreSQL delta took
+    0.74 s alone and 1.23 s in a pairs run, just after the other targets had been loaded."""
     os.sync()
     with server.admin() as conn:
+        # An autovacuum of a table just loaded (phase 1 leaves nine) runs for seconds, and
+        # would land on whichever run comes next.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if not busy or not busy[0]:
+                break
+            time.sleep(0.5)
         conn.execute("CHECKPOINT")
     os.sync()
 
