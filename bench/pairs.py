@@ -231,8 +231,8 @@ def settle(server: b.Server) -> None:
     0.74 s alone and 1.23 s in a pairs run, just after the other targets had been loaded."""
     os.sync()
     with server.admin() as conn:
-        # An autovacuum of a table just loaded (phase 1 leaves nine) runs for seconds, and
-        # would land on whichever run comes next.
+        # An autovacuum of a table loaded in phase 1 runs for seconds, and would land on
+        # whichever run comes next.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             busy = conn.execute(

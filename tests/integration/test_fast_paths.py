@@ -393,7 +393,7 @@ def test_sqlite_in_one_file_moves_rows_inside_the_engine(
 
 
 def test_each_range_of_a_sqlite_source_reads_from_where_the_one_before_ended(
-    tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, write_project: Callable[..., Path]
 ) -> None:
     """Past a window's first range, the range before bounds the next from below, as one row
     value, and the window's low mark (implied by it) is left out: fewer terms tested on every
@@ -421,6 +421,7 @@ def test_each_range_of_a_sqlite_source_reads_from_where_the_one_before_ended(
         run = project.run("fast")
     finally:
         event.remove(Engine, "connect", traced)
+        highmark_db.dispose_all()  # and no traced connection outlives the test
     assert run.run_status is RunStatus.SUCCESS, run.error_message
     reads = [s for s in statements if s.startswith("INSERT INTO") and "hm_source" in s]
     assert len(reads) >= 3, reads  # 22 changed rows, batches of 7
