@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.expression import TableClause
+from sqlalchemy.sql.expression import Select, TableClause
 
 from highmark import failpoints
 from highmark.destinations.rows import RowLoader
@@ -136,19 +136,24 @@ class SetMerge(RowLoader):
     def _upsert_postgresql(self, s: TableClause) -> Counts:
         """PostgreSQL: one statement instead of joins that read the whole target (for a small
         batch into a large table, most of the merge's time). ``xmax = 0`` tells an inserted
-        row from an updated one."""
+        row from an updated one. The staged rows that mark a live row deleted are counted in
+        the same statement: its parts all read one snapshot, so that count sees the target as
+        it was before the upsert (and the target is planned for, and read cold, once)."""
         from sqlalchemy.dialects import postgresql
 
         t = self._target_clause()
-        marked = self._newly_marked_deleted(t, s)
         statement = self._on_conflict(t, s, postgresql.insert)
         merged = statement.returning(literal_column("xmax = 0").label("inserted")).cte("merged")
-        inserted, changed = self.conn.execute(
+        marking = self._newly_marked_deleted_query(t, s)
+        marked_count: Any = literal(0) if marking is None else marking.scalar_subquery()
+        inserted, changed, marked = self.conn.execute(
             select(
                 func.count().filter(merged.c.inserted),
                 func.count().filter(not_(merged.c.inserted)),
+                marked_count,
             )
         ).one()
+        marked = int(marked)
         return Counts(
             rows_written=inserted, rows_updated=max(changed - marked, 0), rows_deleted=marked
         )
@@ -237,7 +242,7 @@ class SetMerge(RowLoader):
         )
 
     def _newly_marked_deleted_join(self, t: TableClause, s: TableClause) -> int:
-        """:meth:`_newly_marked_deleted` for MySQL/MariaDB and SQLite, which have no LATERAL:
+        """:meth:`_newly_marked_deleted_query` for MySQL/MariaDB and SQLite, which have no LATERAL:
         a join that the database drives from the (few) staged rows marked deleted."""
         soft = self.job.soft_delete
         if soft is None:
@@ -259,12 +264,13 @@ class SetMerge(RowLoader):
         wm = self._tcol(spec.column)
         return [t.c[wm] <= incoming[wm]]
 
-    def _newly_marked_deleted(self, t: TableClause, s: TableClause) -> int:
-        """Staged rows that mark a live target row deleted (counted as deletes, not updates).
-        LATERAL … LIMIT 1 keeps the lookups on the target's key whatever the planner thinks."""
+    def _newly_marked_deleted_query(self, t: TableClause, s: TableClause) -> Select[Any] | None:
+        """The count of staged rows that mark a live target row deleted (counted as deletes,
+        not updates), or None without soft deletes. LATERAL … LIMIT 1 keeps the lookups on the
+        target's key whatever the planner thinks."""
         soft = self.job.soft_delete
         if soft is None:
-            return 0
+            return None
         deleted = self._tcol(soft.column)
         live = (
             select(literal(1))
@@ -273,10 +279,9 @@ class SetMerge(RowLoader):
             .limit(1)
             .lateral()
         )
-        found = self.conn.execute(
+        return (
             select(func.count()).select_from(s).join(live, true()).where(s.c[deleted].is_not(None))
-        ).scalar_one()
-        return int(found)
+        )
 
     def _differs(self, t: Any, s: Any) -> ColumnElement[bool]:
         """Some non-key column differs between the rows of the column collections ``t``, ``s``."""
