@@ -82,7 +82,9 @@ def _run_both(project: Project, spy: Spy, fast_job: str, row_job: str) -> None:
     before = spy.loaded
     fast = project.run(fast_job)
     assert fast.run_status is RunStatus.SUCCESS, fast.error_message
-    assert spy.loaded > before, "the fast path was not used"
+    assert spy.loaded > before, (
+        f"the fast path was not used ({fast.rows_read} rows read; notes: {fast.notes})"
+    )
     original = ranges.range_loader
     ranges.range_loader = lambda *args: None  # type: ignore[assignment]
     try:
