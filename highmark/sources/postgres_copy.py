@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, not_, or_, select, tuple_
+from sqlalchemy import and_, not_, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import NullType
 
 from highmark.models import Watermark, WatermarkType, later_of
 from highmark.sources.base import Batch
 from highmark.sources.conversion import CONVERSION_ERRORS
+from highmark.sources.sql import keyset_after, raw_value, tolerant_key
 from highmark.sqltypes import read_converter
 
 if TYPE_CHECKING:
@@ -270,8 +270,6 @@ def _ranges(
 def _as_rows(source: SqlSource, copy_range: PostgresCopyRange) -> Batch:
     """A range read as a row batch: its readable rows, the rows refused, and the greatest key
     that could be read (in key and primary-key order, so both marks it moves are right)."""
-    from highmark.sources.sql import tolerant_key  # sources.sql imports this module
-
     read = copy_range.read()
     every = [*read.rows, *(r.row for r in read.refused)]
     last_key = None
@@ -328,42 +326,34 @@ def _converter(source: SqlSource, column: str) -> Any:
     return read_converter(found, source.zone)
 
 
+def _row_values(source: SqlSource, columns: list[Any]) -> bool:
+    """Does the source compare a multi-column key as one row value? SQLite does, as an index
+    range bound at no cost per row; elsewhere the expanded OR is what every database can use
+    an index for."""
+    return len(columns) > 1 and source.describe().dialect == "sqlite"
+
+
 def _after(source: SqlSource, columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
-    """``(c1, c2, …) > (v1, v2, …)``. SQLite compares the row values itself, an index range
-    bound at no cost per row. Elsewhere, the OR plus the redundant ``c1 >= v1``: PostgreSQL
-    cannot take an index bound from the OR alone, so each probe would scan the window from its
-    start and filter (the probes of a load would cost O(ranges²)); with the bound it starts at
-    the key."""
-    if len(columns) > 1 and source.describe().dialect == "sqlite":
-        return tuple_(*columns) > tuple_(*_raw_values(values))
-    keyset = _keyset_after(columns, values)
+    """``(c1, c2, …) > (v1, v2, …)``: a row value on SQLite (:func:`_row_values`). Elsewhere, the
+    OR plus the redundant ``c1 >= v1``: PostgreSQL cannot take an index bound from the OR alone,
+    so each probe would scan the window from its start and filter (the probes of a load would
+    cost O(ranges²)); with the bound it starts at the key."""
+    if _row_values(source, columns):
+        return tuple_(*columns) > tuple_(*map(raw_value, values))
+    keyset = keyset_after(columns, values)
     if len(columns) == 1:
         return keyset
-    return and_(columns[0] >= bindparam(None, values[0], type_=NullType()), keyset)
+    return and_(columns[0] >= raw_value(values[0]), keyset)
 
 
 def _ending_at(
     source: SqlSource, columns: list[Any], values: list[Any], remaining: ColumnElement[bool]
 ) -> ColumnElement[bool]:
-    """``remaining`` up to ``(c1, c2, …) <= (v1, v2, …)``: SQLite's row values, as in
-    :func:`_after`; elsewhere the negated OR, after a redundant ``c1 <= v1`` that comes first
-    (SQLite would take no upper bound from the negated OR: each range would read to the
-    window's end)."""
-    if len(columns) > 1 and source.describe().dialect == "sqlite":
-        return and_(tuple_(*columns) <= tuple_(*_raw_values(values)), remaining)
-    upper = columns[0] <= bindparam(None, values[0], type_=NullType())
-    return and_(upper, remaining, ~_keyset_after(columns, values))
-
-
-def _raw_values(values: list[Any]) -> list[Any]:
-    return [bindparam(None, v, type_=NullType()) for v in values]
-
-
-def _keyset_after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
-    """``(c1, c2, …) > (v1, v2, …)`` with raw values (read from these very columns), as an OR
-    (its negation, a range's upper end, gives PostgreSQL its index bound by itself)."""
-    clauses = []
-    for i, col in enumerate(columns):
-        equal = [columns[j] == bindparam(None, values[j], type_=NullType()) for j in range(i)]
-        clauses.append(and_(*equal, col > bindparam(None, values[i], type_=NullType())))
-    return or_(*clauses)
+    """``remaining`` up to ``(c1, c2, …) <= (v1, v2, …)``: a row value on SQLite, as in
+    :func:`_after`; elsewhere the negated OR (whose negation gives PostgreSQL its index bound),
+    after a redundant ``c1 <= v1`` that comes first (SQLite would take no upper bound from the
+    negated OR: each range would read to the window's end)."""
+    if _row_values(source, columns):
+        return and_(tuple_(*columns) <= tuple_(*map(raw_value, values)), remaining)
+    upper = columns[0] <= raw_value(values[0])
+    return and_(upper, remaining, ~keyset_after(columns, values))

@@ -264,7 +264,7 @@ class SqlSource:
                 conditions.append(
                     or_(
                         compare(wm, ">", low_value),
-                        and_(compare(wm, "=", low_value), tb > _raw(low.id)),
+                        and_(compare(wm, "=", low_value), tb > raw_value(low.id)),
                     )
                 )
             else:
@@ -450,7 +450,7 @@ class SqlSource:
         assert spec is not None
         column = self._column(spec.column)
         if spec.type is WatermarkType.INTEGER:
-            return lambda col, op, value: _operate(col, op, _raw(value))
+            return lambda col, op, value: _operate(col, op, raw_value(value))
         kind = column.timestamp_kind
         if kind is TimestampKind.SQLITE_TEXT:
             return self._sqlite_formats(conn).comparator()
@@ -463,7 +463,7 @@ class SqlSource:
                 bound = value.astimezone(UTC).replace(tzinfo=None)
             else:
                 bound = value.astimezone(zone).replace(tzinfo=None)
-            return _operate(col, op, _raw(bound))
+            return _operate(col, op, raw_value(bound))
 
         return compare
 
@@ -485,7 +485,7 @@ def tolerant_key(
     return key
 
 
-def _raw(value: Any) -> Any:
+def raw_value(value: Any) -> Any:
     """A bound parameter handed to the driver as is (no SQLAlchemy type processing)."""
     return bindparam(None, value, type_=NullType())
 
@@ -506,6 +506,6 @@ def keyset_after(columns: list[Any], values: list[Any]) -> ColumnElement[bool]:
     """``(c1, c2, …) > (v1, v2, …)`` expanded so that every database can use an index."""
     clauses = []
     for i, col in enumerate(columns):
-        equal = [columns[j] == _raw(values[j]) for j in range(i)]
-        clauses.append(and_(*equal, col > _raw(values[i])))
+        equal = [columns[j] == raw_value(values[j]) for j in range(i)]
+        clauses.append(and_(*equal, col > raw_value(values[i])))
     return or_(*clauses)
