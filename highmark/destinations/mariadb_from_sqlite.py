@@ -20,7 +20,8 @@ from sqlalchemy import Connection
 from highmark.destinations.mariadb_load import load_csv
 from highmark.destinations.ranges import TargetPlan, columns_of
 from highmark.destinations.sqlite_attach import range_select
-from highmark.sources.base import CopyRange
+from highmark.sources.base import CopyRange, RangeRefused
+from highmark.sources.conversion import CONVERSION_ERRORS
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
@@ -71,7 +72,13 @@ class SqliteIntoLoadData:
     ) -> int:
         assert isinstance(source_range, PostgresCopyRange)
         names = [self.plan.quote(c) for c in columns]
-        return load_csv(conn, quoted_table, names, self._csv(source_range))
+        try:
+            return load_csv(conn, quoted_table, names, self._csv(source_range))
+        except CONVERSION_ERRORS as exc:
+            # A value the row path's converter cannot read (what was streamed before it is
+            # rolled back with the range's transaction): the row path reads the range again
+            # and names the row.
+            raise RangeRefused(f"a value could not be converted: {exc}") from exc
 
     def _csv(self, source_range: PostgresCopyRange) -> Iterator[bytes]:
         statement, params = range_select(source_range, self.plan)
@@ -107,13 +114,16 @@ def _fix(
 
 
 def _row_path_text(value: Any) -> bool:
-    """``YYYY-MM-DD HH:MM:SS.ffffff``, as the row path writes a timestamp into SQLite."""
+    """``YYYY-MM-DD HH:MM:SS.ffffff``, as the row path writes a timestamp into SQLite. MariaDB
+    refuses (with a warning, which refuses the range) what else the row path would refuse in
+    that form, but for the year 0, which it stores."""
     return (
         value.__class__ is str
         and len(value) == 26
         and value[10] == " "
         and value[19] == "."
         and value[:4].isdigit()
+        and value[:4] != "0000"
     )
 
 

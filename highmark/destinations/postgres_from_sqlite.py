@@ -12,6 +12,7 @@ as rows, where the error names the row.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -22,10 +23,24 @@ from sqlalchemy import Connection
 from highmark.destinations.ranges import TargetPlan, columns_of, pg_literal
 from highmark.destinations.sqlite_attach import range_select
 from highmark.sources.base import CopyRange, RangeRefused
+from highmark.sources.conversion import CONVERSION_ERRORS
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
 FETCH_ROWS = 10_000
+# A timestamp text that PostgreSQL reads as the row path does (``datetime.fromisoformat``), in
+# the COPY's time zone when it names none: the row path's own form, SQLite's CURRENT_TIMESTAMP
+# and strftime('%Y-%m-%d %H:%M:%f') forms, ISO 8601 with a ``T``, ``Z`` or an offset. PostgreSQL
+# also takes what the row path refuses or reads otherwise — ``now``, ``epoch``, ``Jan 8 2024``,
+# ``01/08/2024`` (by DateStyle), zone names, hour 24, second 60, a seventh fractional digit
+# (rounded, where Python truncates) — so any other text goes through the row path's converter,
+# which reads it or refuses it as a bad row. (Within this form, a day or a month that does not
+# exist fails the COPY as it fails the converter, and the range is written again as rows.)
+PLAIN_TIMESTAMP = re.compile(
+    r"\d{4}-\d\d-\d\d[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
+    r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)?",
+    re.ASCII,
+)
 # Python types a family's SQLite values may have to go into COPY untouched.
 _AS_IS: dict[Family, tuple[type, ...]] = {
     Family.INTEGER: (int,),
@@ -83,6 +98,10 @@ class SqliteIntoPostgres:
                                 copy.write_row(row)
                         loaded += len(chunk)
                 cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        except CONVERSION_ERRORS as exc:
+            # A value the row path's converter cannot read: the row path reads the range again
+            # and names the row.
+            raise RangeRefused(f"a value could not be converted: {exc}") from exc
         except Exception as exc:
             if _is_data_error(exc):
                 raise RangeRefused(f"the target refused a value: {exc}") from exc
@@ -97,7 +116,8 @@ def _fix(
 ) -> Callable[[Any], Any] | None:
     """What to do to a source value of this column before COPY, or None (nothing, ever)."""
     if src.family is Family.TIMESTAMP and tgt.timestamp_kind is TimestampKind.AWARE:
-        return lambda v: v if v is None or v.__class__ is str else convert(v)
+        plain = PLAIN_TIMESTAMP.fullmatch
+        return lambda v: v if v is None or (v.__class__ is str and plain(v)) else convert(v)
     kept = _AS_IS.get(src.family) if src.family is tgt.family else None
     if kept is None:
         return lambda v: None if v is None else convert(v)

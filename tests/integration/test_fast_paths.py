@@ -378,6 +378,80 @@ def test_sqlite_to_sqlite_refuses_the_timestamps_the_row_path_refuses(
     assert len(project.store.rejected_rows("fast")) == 21 - len(kept)
 
 
+# Timestamp texts that PostgreSQL or MariaDB would read but the row path refuses (or reads
+# otherwise), and forms both read alike.
+ODD_TIMESTAMPS = [
+    "now",  # PostgreSQL: the time of the COPY
+    "epoch",
+    "Jan 8 2024 10:00",
+    "01/08/2024",  # by DateStyle
+    "2024-03-01 10:00:00 PST",
+    "2024-03-01 24:00:00.000000",  # PostgreSQL: the next day
+    "2024-03-01 23:59:60.000000",  # PostgreSQL: the next minute
+    "2024-03-01 10:00:00.1234+1",  # PostgreSQL: a zone of +01
+    "0000-03-01 10:00:00.000000",  # MariaDB stores the year 0
+    "2024-02-30 10:00:00.000000",
+    "2024-03-01 10:00:00.000000",  # the row path's form
+    "2024-03-01 10:00:00",  # SQLite's CURRENT_TIMESTAMP
+    "2024-03-01T10:00:00Z",  # read by both, converted first
+    "2024-03-01 10",  # the row path reads it, PostgreSQL does not: the range goes as rows
+    "2024-03-01 10:00:00.123",  # SQLite's strftime('%Y-%m-%d %H:%M:%f')
+    "2024-03-01T10:00:00.5+02:00",
+    "2024-03-01 10:00:00.1234567",  # PostgreSQL rounds a seventh digit, Python truncates it
+]
+
+
+@pytest.mark.parametrize("target_kind", ["postgresql", "mysql"])
+def test_sqlite_to_servers_refuses_the_timestamps_the_row_path_refuses(
+    target_kind: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "source.db"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, seen_at TIMESTAMP, "
+                 "updated_at TIMESTAMP, deleted_at TIMESTAMP)")  # fmt: skip
+    count = 2 * len(ODD_TIMESTAMPS)
+    conn.executemany(
+        "INSERT INTO things VALUES (?, ?, ?, NULL)",
+        [
+            (i, ODD_TIMESTAMPS[i % len(ODD_TIMESTAMPS)], f"2024-01-01 00:00:{i:02d}.000000")
+            for i in range(1, count + 1)
+        ],
+    )
+    conn.commit()
+    conn.close()
+    dst_url = str(request.getfixturevalue("pg_url" if target_kind == "postgresql" else "mysql_url"))
+    loader = (
+        postgres_from_sqlite.SqliteIntoPostgres
+        if target_kind == "postgresql"
+        else mariadb_from_sqlite.SqliteIntoLoadData
+    )
+    spy = Spy(monkeypatch, loader)
+    quarantine = {"on_bad_rows": "quarantine", "batch_size": 7}
+    path = write_project(
+        connections={"src": f"sqlite:///{source}", "dst": dst_url},
+        jobs={
+            "fast": _job("src", "dst", "fast", **quarantine),
+            "rows": _job("src", "dst", "by_rows", **quarantine),
+        },
+    )
+    project = Project.load(path)
+    target = engine_for(dst_url)
+
+    _run_both(project, spy, "fast", "rows")
+
+    assert _server_content(target, "fast") == _server_content(target, "by_rows")
+    kept = [r[0] for r in _server_content(target, "fast")]
+    assert kept == [i for i in range(1, count + 1) if i % len(ODD_TIMESTAMPS) >= 10]
+    fast = sorted(r.source_record_id for r in project.store.rejected_rows("fast"))
+    assert fast == sorted(r.source_record_id for r in project.store.rejected_rows("rows"))
+    assert len(fast) == count - len(kept)
+
+
 def test_sqlite_in_one_file_moves_rows_inside_the_engine(
     tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
