@@ -40,9 +40,12 @@ FUNCTION = "hm_value"
 # digit, with the separators where the shape puts them, no zone fits (``Z`` is not a digit,
 # ``+HH:MM`` needs 7 characters after the point) and the fraction is the 6 digits. julianday()
 # also refuses a month over 12, a day over 31, an hour over 24, a minute or second over 59, which
-# the class GLOB let through; it still takes hour 24, day 31 of a 30-day month, February 30 and
-# year 0, which the row path refuses (README, "Loads": the one exception).
+# the class GLOB let through; it still takes hour 24, day 31 of a 30-day month and February 30,
+# which the row path refuses (README, "Loads": the one exception). The year 0, which it also
+# takes, is below the first day of the year 1 (julianday('0001-01-01')), which the test asks
+# for instead of any day at all, at no cost.
 TIMESTAMP_SHAPE = "????-??-?? ??:??:??.?????[0-9]"
+FIRST_YEAR_JULIAN_DAY = 1721425.5
 # Families whose every value the row path writes as it read it (sqlite3 hands it an int, a
 # float, a str or bytes, and neither its reader nor its SQLite writer changes any of them):
 # copied with no test at all. The target's column affinity then acts on the very value the
@@ -168,7 +171,7 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
         ):
             test = (
                 f"{column} IS NULL OR ({column} GLOB '{TIMESTAMP_SHAPE}' "
-                f"AND julianday({column}) IS NOT NULL)"
+                f"AND julianday({column}) >= {FIRST_YEAR_JULIAN_DAY})"
             )
         else:
             expressions.append(f"{FUNCTION}({i}, {column})")
