@@ -18,10 +18,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from highmark.destinations.mariadb_load import load_csv
-from highmark.destinations.ranges import TargetPlan, columns_of
+from highmark.destinations.ranges import TargetPlan, columns_of, refusing_unconvertible
 from highmark.destinations.sqlite_attach import range_select
-from highmark.sources.base import CopyRange, RangeRefused
-from highmark.sources.conversion import CONVERSION_ERRORS
+from highmark.sources.base import CopyRange
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
@@ -72,13 +71,8 @@ class SqliteIntoLoadData:
     ) -> int:
         assert isinstance(source_range, PostgresCopyRange)
         names = [self.plan.quote(c) for c in columns]
-        try:
+        with refusing_unconvertible():
             return load_csv(conn, quoted_table, names, self._csv(source_range))
-        except CONVERSION_ERRORS as exc:
-            # A value the row path's converter cannot read (what was streamed before it is
-            # rolled back with the range's transaction): the row path reads the range again
-            # and names the row.
-            raise RangeRefused(f"a value could not be converted: {exc}") from exc
 
     def _csv(self, source_range: PostgresCopyRange) -> Iterator[bytes]:
         statement, params = range_select(source_range, self.plan)

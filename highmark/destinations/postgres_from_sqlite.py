@@ -20,10 +20,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
-from highmark.destinations.ranges import TargetPlan, columns_of, pg_literal
+from highmark.destinations.ranges import (
+    TargetPlan,
+    columns_of,
+    pg_literal,
+    refusing_unconvertible,
+)
 from highmark.destinations.sqlite_attach import range_select
 from highmark.sources.base import CopyRange, RangeRefused
-from highmark.sources.conversion import CONVERSION_ERRORS
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
@@ -82,7 +86,7 @@ class SqliteIntoPostgres:
         loaded = 0
         reader = sqlite3.connect(self.source_file)
         try:
-            with raw.cursor() as cursor:
+            with refusing_unconvertible(), raw.cursor() as cursor:
                 zone = pg_literal(str(ZoneInfo(self.plan.source_zone)))
                 cursor.execute(f"SET LOCAL TimeZone = {zone}")
                 with cursor.copy(f"COPY {quoted_table} ({names}) FROM STDIN") as copy:
@@ -98,10 +102,6 @@ class SqliteIntoPostgres:
                                 copy.write_row(row)
                         loaded += len(chunk)
                 cursor.execute("SET LOCAL TimeZone = 'UTC'")
-        except CONVERSION_ERRORS as exc:
-            # A value the row path's converter cannot read: the row path reads the range again
-            # and names the row.
-            raise RangeRefused(f"a value could not be converted: {exc}") from exc
         except Exception as exc:
             if _is_data_error(exc):
                 raise RangeRefused(f"the target refused a value: {exc}") from exc

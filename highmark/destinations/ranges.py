@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Connection
 
 from highmark.sources.base import CopyRange, RangeRefused
+from highmark.sources.conversion import CONVERSION_ERRORS
 from highmark.sqlschema import TableSchema
 from highmark.sqltypes import ColumnInfo, Converter
 
@@ -167,6 +169,17 @@ def row_path_converter(read: Converter | None, write: Converter | None) -> Conve
         return write(canonical)
 
     return convert
+
+
+@contextmanager
+def refusing_unconvertible() -> Iterator[None]:
+    """A value that the row path's converter, called by a fast path, cannot read refuses the
+    range: the row path reads it again and names the row (the range's transaction rolls back
+    what was sent before it)."""
+    try:
+        yield
+    except CONVERSION_ERRORS as exc:
+        raise RangeRefused(f"a value could not be converted: {exc}") from exc
 
 
 def pg_name(name: str) -> str:
