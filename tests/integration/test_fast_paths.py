@@ -332,6 +332,44 @@ def test_sqlite_to_sqlite_copies_odd_values_of_untested_columns_as_the_row_path_
     assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
 
 
+def _seed_timestamp_texts(path: Path, texts: list[str], count: int) -> None:
+    """A SQLite table ``things`` of ``count`` rows whose ``seen_at`` cycles through ``texts``."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, seen_at TIMESTAMP, "
+                 "updated_at TIMESTAMP, deleted_at TIMESTAMP)")  # fmt: skip
+    conn.executemany(
+        "INSERT INTO things VALUES (?, ?, ?, NULL)",
+        [
+            (i, texts[i % len(texts)], f"2024-01-01 00:00:{i:02d}.000000")
+            for i in range(1, count + 1)
+        ],
+    )
+    conn.commit()
+    conn.close()
+
+
+def _quarantining_project(
+    write_project: Callable[..., Path], source: Path, dst_url: str
+) -> Project:
+    """Jobs ``fast`` and ``rows`` from ``source`` into ``dst_url``, bad rows quarantined, one row
+    a range: a range with a value the converter refuses goes through the row path whole, which
+    would hide a value the fast path copied in the same range."""
+    quarantine = {"on_bad_rows": "quarantine", "batch_size": 1}
+    return Project.load(
+        write_project(
+            connections={"src": f"sqlite:///{source}", "dst": dst_url},
+            jobs={
+                "fast": _job("src", "dst", "fast", **quarantine),
+                "rows": _job("src", "dst", "by_rows", **quarantine),
+            },
+        )
+    )
+
+
+def _rejected_ids(project: Project, job: str) -> list[Any]:
+    return sorted(r.source_record_id for r in project.store.rejected_rows(job))
+
+
 def test_sqlite_to_sqlite_refuses_the_timestamps_the_row_path_refuses(
     tmp_path: Path, write_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -348,36 +386,16 @@ def test_sqlite_to_sqlite_refuses_the_timestamps_the_row_path_refuses(
         "2024-03-01 10:00:00.000000",
         "0000-03-01 10:00:00.000000",  # the year 0
     ]
-    conn = sqlite3.connect(source)
-    conn.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, seen_at TIMESTAMP, "
-                 "updated_at TIMESTAMP, deleted_at TIMESTAMP)")  # fmt: skip
-    conn.executemany(
-        "INSERT INTO things VALUES (?, ?, ?, NULL)",
-        [(i, odd[i % len(odd)], f"2024-01-01 00:00:{i:02d}.000000") for i in range(1, 22)],
-    )
-    conn.commit()
-    conn.close()
+    _seed_timestamp_texts(source, odd, 21)
     spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
-    # One row a range: a range with a value the converter refuses goes through the row path
-    # whole, which would hide a value the engine copied in the same range.
-    quarantine = {"on_bad_rows": "quarantine", "batch_size": 1}
-    path = write_project(
-        connections={"src": f"sqlite:///{source}", "dst": f"sqlite:///{target}"},
-        jobs={
-            "fast": _job("src", "dst", "fast", **quarantine),
-            "rows": _job("src", "dst", "by_rows", **quarantine),
-        },
-    )
-    project = Project.load(path)
+    project = _quarantining_project(write_project, source, f"sqlite:///{target}")
 
     _run_both(project, spy, "fast", "rows")
 
     kept = [i for i in range(1, 22) if i % len(odd) in (4, 6)]
     assert [r[0] for r in _sqlite_content(target, "fast")] == kept
     assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
-    assert sorted(r.source_record_id for r in project.store.rejected_rows("fast")) == sorted(
-        r.source_record_id for r in project.store.rejected_rows("rows")
-    )
+    assert _rejected_ids(project, "fast") == _rejected_ids(project, "rows")
     assert len(project.store.rejected_rows("fast")) == 21 - len(kept)
 
 
@@ -414,19 +432,8 @@ def test_sqlite_to_servers_refuses_the_timestamps_the_row_path_refuses(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = tmp_path / "source.db"
-    conn = sqlite3.connect(source)
-    conn.execute("CREATE TABLE things (id INTEGER PRIMARY KEY, seen_at TIMESTAMP, "
-                 "updated_at TIMESTAMP, deleted_at TIMESTAMP)")  # fmt: skip
     count = 2 * len(ODD_TIMESTAMPS)
-    conn.executemany(
-        "INSERT INTO things VALUES (?, ?, ?, NULL)",
-        [
-            (i, ODD_TIMESTAMPS[i % len(ODD_TIMESTAMPS)], f"2024-01-01 00:00:{i:02d}.000000")
-            for i in range(1, count + 1)
-        ],
-    )
-    conn.commit()
-    conn.close()
+    _seed_timestamp_texts(source, ODD_TIMESTAMPS, count)
     dst_url = str(request.getfixturevalue("pg_url" if target_kind == "postgresql" else "mysql_url"))
     loader = (
         postgres_from_sqlite.SqliteIntoPostgres
@@ -434,15 +441,7 @@ def test_sqlite_to_servers_refuses_the_timestamps_the_row_path_refuses(
         else mariadb_from_sqlite.SqliteIntoLoadData
     )
     spy = Spy(monkeypatch, loader)
-    quarantine = {"on_bad_rows": "quarantine", "batch_size": 1}  # one row a range (as above)
-    path = write_project(
-        connections={"src": f"sqlite:///{source}", "dst": dst_url},
-        jobs={
-            "fast": _job("src", "dst", "fast", **quarantine),
-            "rows": _job("src", "dst", "by_rows", **quarantine),
-        },
-    )
-    project = Project.load(path)
+    project = _quarantining_project(write_project, source, dst_url)
     target = engine_for(dst_url)
 
     _run_both(project, spy, "fast", "rows")
@@ -450,8 +449,8 @@ def test_sqlite_to_servers_refuses_the_timestamps_the_row_path_refuses(
     assert _server_content(target, "fast") == _server_content(target, "by_rows")
     kept = [r[0] for r in _server_content(target, "fast")]
     assert kept == [i for i in range(1, count + 1) if i % len(ODD_TIMESTAMPS) >= 10]
-    fast = sorted(r.source_record_id for r in project.store.rejected_rows("fast"))
-    assert fast == sorted(r.source_record_id for r in project.store.rejected_rows("rows"))
+    fast = _rejected_ids(project, "fast")
+    assert fast == _rejected_ids(project, "rows")
     assert len(fast) == count - len(kept)
 
 
