@@ -160,7 +160,26 @@ def to_utc(value: datetime, kind: TimestampKind, zone: ZoneInfo) -> datetime:
         return value.astimezone(UTC)
     if kind is TimestampKind.UTC_NAIVE:
         return value.replace(tzinfo=UTC)
-    return value.replace(tzinfo=zone).astimezone(UTC)
+    return local_to_utc(value, zone)
+
+
+def local_to_utc(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The instant a naive wall time in ``zone`` stands for, read as PostgreSQL reads it.
+
+    A wall time a daylight-saving change skips or repeats stands for two instants; PostgreSQL's
+    ``timestamp AT TIME ZONE`` (and its reading of naive text in ``COPY``) takes the UTC offset
+    in force before a spring-forward gap and after a fall-back, which is always the smaller of
+    the two offsets, the later instant. The fast paths let PostgreSQL convert; the row path reads
+    the same way so that a value lands as one instant whichever path a range takes. Python's
+    default (``fold=0``) would take the earlier instant of a repeated hour."""
+    if zone.key in _UTC_KEYS:  # the default zone, at half the cost of the general case
+        return wall.replace(tzinfo=UTC)
+    first, second = zone.utcoffset(wall), zone.utcoffset(wall.replace(fold=1))
+    assert first is not None and second is not None  # a ZoneInfo always has an offset
+    return (wall - min(first, second)).replace(tzinfo=UTC)
+
+
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT"})
 
 
 def read_converter(column: ColumnInfo, zone: ZoneInfo) -> Converter | None:

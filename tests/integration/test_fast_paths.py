@@ -4,10 +4,11 @@ Each test loads one source twice — through the fast path, and through the row 
 path turned off) — into two targets, first load and then a delta (updates, inserts, soft
 deletes), and compares the targets value for value: SQLite → SQLite inside the engine (ATTACH,
 two files, time zones that differ), SQLite → PostgreSQL through COPY and → MariaDB through
-LOAD DATA LOCAL, PostgreSQL → MariaDB
+LOAD DATA LOCAL, PostgreSQL → PostgreSQL through COPY, PostgreSQL → MariaDB
 through LOAD DATA LOCAL and PostgreSQL → SQLite through a server cursor (every kind of text,
 NULLs, time zones, decimals, booleans, JSON), MariaDB → MariaDB inside the server, MariaDB →
-PostgreSQL and SQLite through an unbuffered cursor. A value the
+PostgreSQL and SQLite through an unbuffered cursor. Naive wall times that a daylight-saving
+change skips or repeats are among the values: every path reads them as the same instant. A value the
 target refuses on the fast path sends its batch down the row path, which names it; a target
 server can never ask highmark for a local file; parallel first loads use the fast paths.
 """
@@ -33,11 +34,13 @@ from highmark.destinations import (
     mariadb_from_sqlite,
     mariadb_load,
     mariadb_server,
+    postgres_copy,
     postgres_from_sqlite,
     ranges,
     sqlite_attach,
     sqlite_from_postgres,
 )
+from highmark.destinations.rows import RowLoader
 from highmark.models import RunStatus
 from tests.helpers import create_orders, seed_orders, snapshot
 
@@ -58,24 +61,18 @@ def _job(source: str, target: str, table: str, **options: Any) -> dict[str, Any]
 
 
 class Spy:
-    """Counts the batches a fast path loaded; ``off`` turns the fast paths off (the row path)."""
+    """Counts the batches a fast path loaded (calls of ``owner.name``: a fast path's ``load``,
+    or PostgreSQL → PostgreSQL's ``copy_range``)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, loader: type[Any]) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: Any, name: str = "load") -> None:
         self.loaded = 0
-        self.monkeypatch = monkeypatch
-        original = loader.load
+        original = getattr(owner, name)
 
-        def load(this: Any, *args: Any) -> int:
+        def load(*args: Any, **kwargs: Any) -> int:
             self.loaded += 1
-            return int(original(this, *args))
+            return int(original(*args, **kwargs))
 
-        monkeypatch.setattr(loader, "load", load)
-
-    def off(self) -> None:
-        self.monkeypatch.setattr(ranges, "range_loader", lambda *args: None)
-
-    def on(self) -> None:
-        self.monkeypatch.undo()
+        monkeypatch.setattr(owner, name, load)
 
 
 def _run_both(project: Project, spy: Spy, fast_job: str, row_job: str) -> None:
@@ -85,12 +82,13 @@ def _run_both(project: Project, spy: Spy, fast_job: str, row_job: str) -> None:
     assert spy.loaded > before, (
         f"the fast path was not used ({fast.rows_read} rows read; notes: {fast.notes})"
     )
-    original = ranges.range_loader
+    original, copies = ranges.range_loader, RowLoader.takes_copy_from
     ranges.range_loader = lambda *args: None  # type: ignore[assignment]
+    RowLoader.takes_copy_from = lambda self, dialect: False  # type: ignore[method-assign]
     try:
         rows = project.run(row_job)
     finally:
-        ranges.range_loader = original
+        ranges.range_loader, RowLoader.takes_copy_from = original, copies  # type: ignore[method-assign]
     assert rows.run_status is RunStatus.SUCCESS, rows.error_message
     assert (fast.rows_read, fast.rows_written, fast.rows_updated, fast.rows_deleted) == (
         rows.rows_read,
@@ -119,6 +117,8 @@ SEEN = [
     "2024-03-01 10:00:00.654321",  # the row path's form, read as it is
     "2024-03-01 10:00:00.12345Z",  # its length and separators, but a zone: converted
     "2024-03-01T10:00:00.123456",  # its length, another separator: converted
+    "2024-10-27 02:30:00",  # repeated by Paris's fall-back: the later instant on every path
+    "2024-03-31 02:30:00.000000",  # skipped by Paris's spring-forward
 ]
 LABELS = ["plain", "quote ' and \" comma, tab\tnewline\nend", "", "NULL", "ünïcødé ✓", None, 42]
 
@@ -529,6 +529,18 @@ PG_LABELS = [
 ]
 
 
+# Wall times around the daylight-saving changes of the tests' zones: one a change skips or
+# repeats stands for two instants, and every path must take the same one.
+LOCAL_TIMES = [
+    "2024-03-10 02:30:00.5",  # New York: skipped
+    "2024-11-03 01:30:00.5",  # New York: repeated
+    "2024-03-31 02:30:00.5",  # Paris: skipped
+    "2024-10-27 02:30:00.5",  # Paris: repeated
+    "2024-03-10 00:30:00.5",
+    "2024-07-01 12:00:00",
+]
+
+
 def _pg_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
     return [
         {
@@ -542,7 +554,7 @@ def _pg_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
             "at_time": f"{i % 24:02d}:30:15.25",
             "payload": None if i % 3 == 0 else json.dumps({"k": i, "s": 'a,b"c'}),
             "ref": f"00000000-0000-0000-0000-{i:012d}",
-            "local_ts": f"2024-03-10 0{i % 4}:30:00.5",
+            "local_ts": LOCAL_TIMES[i % len(LOCAL_TIMES)],
             "seen_at": None if i % 7 == 0 else f"2024-03-31 0{i % 4}:30:00.123456+02",
             "updated": updated,
         }
@@ -571,8 +583,8 @@ def _content(engine: Engine, table: str) -> list[tuple[Any, ...]]:
     return _server_content(engine, table)
 
 
-@pytest.mark.parametrize("target_kind", ["mysql", "sqlite"])
-def test_postgresql_to_mariadb_and_sqlite_fast_paths_write_what_the_row_path_writes(
+@pytest.mark.parametrize("target_kind", ["postgresql", "mysql", "sqlite"])
+def test_postgresql_fast_paths_write_what_the_row_path_writes(
     target_kind: str,
     pg_url: str,
     tmp_path: Path,
@@ -589,7 +601,10 @@ def test_postgresql_to_mariadb_and_sqlite_fast_paths_write_what_the_row_path_wri
             conn.execute(text("ALTER TABLE things DROP COLUMN at_time"))
             insert = text(str(PG_INSERT).replace("CAST(:at_time AS time), ", ""))
         conn.execute(insert, _pg_rows(1, 40, "2024-01-01 00:00:00+00"))
-    if target_kind == "mysql":
+    if target_kind == "postgresql":
+        dst_url = pg_url
+        spy = Spy(monkeypatch, postgres_copy, "copy_range")
+    elif target_kind == "mysql":
         dst_url = str(request.getfixturevalue("mysql_url"))
         spy = Spy(monkeypatch, mariadb_load.CopyIntoLoadData)
     else:

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from psycopg.types.json import Json, Jsonb
@@ -24,6 +25,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Engine
 
 from highmark import Project, RunRecord, RunStatus
+from highmark.sqltypes import local_to_utc
 from tests.helpers import BASE_TIME, create_orders, insert_orders, order, snapshot, update_order
 
 PAIRS = [
@@ -384,6 +386,49 @@ def test_naive_source_timestamps_are_read_in_the_connection_time_zone(
     with target_engine.connect() as conn:
         second = conn.execute(text("SELECT at FROM events_local WHERE id = 2")).scalar_one()
     assert second == datetime(2024, 1, 15, 17, 30, tzinfo=UTC)
+
+
+# Days a zone's clocks jumped, some of them odd: half-hour daylight saving (Lord Howe), a
+# "negative" one (Dublin's winter time), a fall-back with no daylight saving either side
+# (Moscow 2014), a whole day skipped (Apia 2011).
+CLOCK_CHANGES = [
+    ("America/New_York", "2024-03-10"),
+    ("America/New_York", "2024-11-03"),
+    ("Europe/Paris", "2024-03-31"),
+    ("Europe/Paris", "2024-10-27"),
+    ("Europe/Dublin", "2024-03-31"),
+    ("Europe/Dublin", "2024-10-27"),
+    ("Australia/Lord_Howe", "2024-04-07"),
+    ("Australia/Lord_Howe", "2024-10-06"),
+    ("Europe/Moscow", "2014-10-26"),
+    ("Pacific/Apia", "2011-12-29"),
+    ("Pacific/Apia", "2011-12-30"),
+]
+
+
+def test_wall_times_a_clock_change_skips_or_repeats_are_read_as_postgresql_reads_them(
+    pg_url: str, engine_for: Callable[[str], Engine]
+) -> None:
+    """The row path's reading of a naive wall time (sqltypes.local_to_utc) is PostgreSQL's
+    ``AT TIME ZONE``, which the fast paths use, for every quarter hour of those days."""
+    walls = [
+        (zone, datetime.fromisoformat(day) + timedelta(minutes=15 * i))
+        for zone, day in CLOCK_CHANGES
+        for i in range(4 * 24)
+    ]
+    with engine_for(pg_url).connect() as conn:
+        postgres = conn.execute(
+            text(
+                "SELECT (w AT TIME ZONE z) AT TIME ZONE 'UTC' "
+                "FROM unnest(CAST(:zones AS text[]), CAST(:walls AS timestamp[])) "
+                "WITH ORDINALITY AS t(z, w, n) ORDER BY n"
+            ),
+            {"zones": [z for z, _ in walls], "walls": [w for _, w in walls]},
+        ).scalars()
+        expected = [v.replace(tzinfo=UTC) for v in postgres]
+    ours = [local_to_utc(wall, ZoneInfo(zone)) for zone, wall in walls]
+    differ = [(z, w, o, e) for (z, w), o, e in zip(walls, ours, expected, strict=True) if o != e]
+    assert not differ, differ[:5]
 
 
 # ---------------------------------------------------------------------------- names
