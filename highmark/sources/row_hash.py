@@ -8,9 +8,12 @@ sum of the second): order does not matter, and one changed row changes the sums.
 Each column's text is the same on every database for the same value where that is cheap to
 arrange: integers and booleans as decimal digits, decimals without trailing zeros, timestamps as
 ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC, dates ``YYYY-MM-DD``, bytes as lower-case hex, strings
-as they are. Where it is not (JSON text, floats written in exponent form, times), the two sides'
-sums differ although the rows are equal: the range is then compared row by row in Python, which
-decides. A hash is only ever a shortcut to "equal"; every reported difference is checked.
+as they are. Where it is not (JSON text, floats written in exponent form, times, a SQLite wall
+time in a named zone, which is named with its zone, or one MariaDB cannot convert without time
+zone tables), the two sides' sums differ although the rows are equal: the range is then compared
+row by row in Python, which decides. A hash is only ever a shortcut to "equal": no text is NULL
+(NULLs would sum to nothing) and equal texts are equal values; every reported difference is
+checked.
 
 Between two PostgreSQL tables whose compared columns have the same types, the row's own text form
 (``ROW(…)::text``, sessions in UTC) hashed by ``hashtextextended`` does the same job three times
@@ -104,11 +107,18 @@ class RowText:
                 utc = f"({c} AT TIME ZONE '{zone}') AT TIME ZONE 'UTC'"
             return f"to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US')"
         if d == "mysql":
-            value = c
-            if kind is TimestampKind.LOCAL_NAIVE and zone != "UTC":
-                value = f"CONVERT_TZ({c}, '{zone}', '+00:00')"
-            return f"DATE_FORMAT({value}, '%Y-%m-%d %H:%i:%s.%f')"
-        return c
+            utc = f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
+            if kind is not TimestampKind.LOCAL_NAIVE or zone == "UTC":
+                return utc
+            # CONVERT_TZ is NULL where the server has no time zone tables (mysql_tzinfo_to_sql
+            # never ran): then the wall time, named with its zone, so that the text is never
+            # NULL (NULL texts hash to nothing, and rows that differ would sum alike) and is
+            # equal only to the same wall time in the same zone.
+            converted = utc.replace(c, f"CONVERT_TZ({c}, '{zone}', '+00:00')", 1)
+            return f"COALESCE({converted}, CONCAT('{zone} ', {utc}))"
+        # SQLite's text as it is: a naive one is a wall time in the connection's zone, so it is
+        # named with it unless that is UTC (the same text in two zones is two instants).
+        return c if zone == "UTC" else f"'{zone} ' || {c}"
 
     def text(self, columns: list[ColumnInfo]) -> str:
         """The whole row's canonical text."""

@@ -143,3 +143,43 @@ def test_marks_hard_deletes_and_cli(
     rows = {r["id"]: r for r in snapshot(engine, "orders_copy")}
     assert rows[10]["deleted_at"] is not None  # marked, kept
     assert run(path, "reconcile", JOB).returncode == 0
+
+
+@pytest.mark.parametrize("backend", ["mysql", "sqlite"])
+def test_hashes_of_wall_times_in_a_named_zone_tell_rows_apart(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    """Naive timestamps read in a named zone: on a MariaDB server without time zone tables
+    (CONVERT_TZ is NULL there), a changed amount is still found; on SQLite, a target in another
+    zone holding the source's wall times as they are holds other instants, and that is found."""
+    if backend == "mysql":
+        source = target = str(request.getfixturevalue("mysql_url"))
+        change, target_zone, different = "amount = amount + 1 WHERE id = 77", "Europe/Paris", 1
+    else:
+        source, target = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}"
+        change, target_zone, different = "updated_at = :wall", "Asia/Tokyo", 400
+    seed_orders(engine_for(source), 400, per_timestamp=1000)  # every row at BASE_TIME
+    path = write_project(
+        connections={
+            "db": {"url": source, "timezone": "Europe/Paris"},
+            "dst": {"url": target, "timezone": target_zone},
+        },
+        jobs={
+            JOB: {
+                **copy_job(reconcile={"chunk_rows": 400}),
+                "target": {"connection": "dst", "table": "orders_copy"},
+            }
+        },
+    )
+    project = Project.load(path)
+    assert project.run(JOB).run_status.value == "success"
+    assert project.reconcile(JOB).report.differences == 0
+    with engine_for(target).begin() as conn:
+        wall = f"{BASE_TIME:%Y-%m-%d %H:%M:%S.%f}"  # the source's text (SQLAlchemy's form)
+        conn.execute(text(f"UPDATE orders_copy SET {change}"), {"wall": wall})
+    report = project.reconcile(JOB).report
+    assert (report.missing, report.extra, report.different) == (0, 0, different)
