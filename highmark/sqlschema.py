@@ -59,6 +59,8 @@ def reflect(
     ``keys=False`` leaves out the primary and unique keys (empty in the result): half the
     catalog queries, for a source, whose keys nothing reads (the job names its primary key).
     """
+    if connection.dialect.name == "sqlite":
+        from highmark.schema import sqlite_decimal  # noqa: F401  (reflects DECIMAL_TEXT)
     inspector = inspect(connection)
     try:  # (not has_table() first: a round trip more, and a run reflects two or three tables)
         raw_columns = inspector.get_columns(name, schema=schema)

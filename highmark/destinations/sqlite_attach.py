@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from highmark.destinations.ranges import TargetPlan, row_path_converter
+from highmark.schema.sqlite_decimal import DecimalText
 from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqlschema import TableSchema
@@ -160,6 +161,8 @@ def _select_list(plan: TargetPlan) -> tuple[list[str], list[Converter]]:
             expressions.append(column)
             continue
         kept = _KEPT.get(src.family) if src.family is tgt.family else None
+        if isinstance(tgt.type, DecimalText):
+            kept = None  # a double's text there would be SQLite's 15 digits, not the row path's
         if kept is not None:
             classes = ", ".join(f"'{c}'" for c in ("null", *kept))
             test = f"typeof({column}) IN ({classes})"

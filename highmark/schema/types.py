@@ -93,12 +93,34 @@ def judge(source: ColumnInfo, target: ColumnInfo, dialect: str, *, in_key: bool)
         return Verdict(Fit.HOLDS, target)
     if not compatible(source, target):
         return Verdict(Fit.LOSSY, target, reason=_lossy_reason(source, target))
+    if dialect == "sqlite" and _sqlite_rounds(source, target):
+        return Verdict(
+            Fit.LOSSY,
+            target,
+            reason=(
+                "SQLite's NUMERIC affinity turns a decimal into a double, which keeps 15 to 17 "
+                "significant digits"
+            ),
+        )
     if dialect == "sqlite" or source.family is not target.family:
         return Verdict(Fit.HOLDS, target)
     widened = _widened(source, target, dialect, in_key=in_key)
     if widened is None or _same_type(widened, target.type, dialect):
         return Verdict(Fit.HOLDS, target)
     return Verdict(Fit.WIDEN, target, widened=widened)
+
+
+def _sqlite_rounds(source: ColumnInfo, target: ColumnInfo) -> bool:
+    """Would a SQLite target column round the source's decimals (schema/sqlite_decimal.py)?
+    Not a DECIMAL_TEXT or a text column, which keep them as text."""
+    if source.family is not Family.DECIMAL or target.family is not Family.DECIMAL:
+        return False
+    from highmark.schema import sqlite_decimal
+
+    if isinstance(target.type, sqlite_decimal.DecimalText):
+        return False
+    precision, _ = _numeric(source)
+    return sqlite_decimal.needs_text(precision, source.dialect, source.type)
 
 
 def _lossy_reason(source: ColumnInfo, target: ColumnInfo) -> str:
