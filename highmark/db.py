@@ -60,6 +60,10 @@ def create_configured_engine(url: URL, role: Role) -> Engine:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
         connect_args["options"] = "-c TimeZone=UTC"
         connect_args["application_name"] = f"highmark-{role}"
+        # Loaders that read infinity and -infinity instead of refusing them (infinity.py).
+        from highmark import infinity
+
+        connect_args["context"] = infinity.adapters()
         # Notice a vanished server within a minute instead of the OS default of two hours.
         connect_args.update(
             keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3

@@ -31,6 +31,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import types as sqltypes
 
+from highmark import infinity
+from highmark.infinity import InfiniteDay, InfiniteTime
+
 Converter = Callable[[Any], Any]
 
 SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -156,6 +159,8 @@ def column_info(
 
 def to_utc(value: datetime, kind: TimestampKind, zone: ZoneInfo) -> datetime:
     """Interpret a driver's datetime as an instant, in UTC."""
+    if value.__class__ is InfiniteTime:
+        return infinity.as_utc(value)
     if value.tzinfo is not None:
         return value.astimezone(UTC)
     if kind is TimestampKind.UTC_NAIVE:
@@ -192,6 +197,9 @@ def read_converter(column: ColumnInfo, zone: ZoneInfo) -> Converter | None:
             if value is None:
                 return None
             if isinstance(value, str):
+                ends = infinity.from_text(value)
+                if ends is not None:
+                    return ends[0]
                 value = datetime.fromisoformat(value.strip())
             elif isinstance(value, int | float) and not isinstance(value, bool):
                 return datetime.fromtimestamp(value, UTC)
@@ -201,11 +209,14 @@ def read_converter(column: ColumnInfo, zone: ZoneInfo) -> Converter | None:
 
         return timestamp
     if family is Family.DATE:
-        return lambda v: (
-            date.fromisoformat(v[:10])
-            if isinstance(v, str)
-            else (v.date() if isinstance(v, datetime) else v)
-        )
+
+        def day(v: Any) -> Any:
+            if isinstance(v, str):
+                ends = infinity.from_text(v)
+                return date.fromisoformat(v[:10]) if ends is None else ends[1]
+            return v.date() if isinstance(v, datetime) else v
+
+        return day
     if family is Family.TIME:
         return lambda v: (
             time.fromisoformat(v)
@@ -235,6 +246,11 @@ def write_converter(column: ColumnInfo, dialect: str, zone: ZoneInfo) -> Convert
         def timestamp(value: Any) -> Any:
             if not isinstance(value, datetime):
                 return value
+            if value.__class__ is InfiniteTime:  # no zone moves it
+                if dialect == "postgresql":
+                    return infinity.for_postgresql(value)
+                naive = infinity.for_others(value)
+                return naive.isoformat(" ", "microseconds") if dialect == "sqlite" else naive
             aware = value if value.tzinfo else value.replace(tzinfo=UTC)
             if kind is TimestampKind.AWARE:
                 return aware
@@ -244,6 +260,10 @@ def write_converter(column: ColumnInfo, dialect: str, zone: ZoneInfo) -> Convert
             return naive.isoformat(" ", "microseconds") if dialect == "sqlite" else naive
 
         return timestamp
+    if family is Family.DATE and dialect != "sqlite":
+        if dialect == "postgresql":
+            return lambda v: infinity.for_postgresql(v) if v.__class__ is InfiniteDay else v
+        return lambda v: infinity.day_for_others(v) if v.__class__ is InfiniteDay else v
     if dialect == "sqlite":
         if family in (Family.DATE, Family.TIME):
             return lambda v: v.isoformat() if isinstance(v, date | time) else v

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 from highmark import db as highmark_db
+from highmark import infinity
 
 PG_ADMIN_URL = os.environ.get(
     "HIGHMARK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -150,11 +151,14 @@ def sa_url(url: str) -> str:
 
 @pytest.fixture
 def engine_for() -> Iterator[Callable[[str], Engine]]:
-    """Plain SQLAlchemy engines for a test to set up and inspect databases."""
+    """Plain SQLAlchemy engines for a test to set up and inspect databases (PostgreSQL's read
+    infinite timestamps and dates as highmark does: highmark/infinity.py)."""
     engines: list[Engine] = []
 
     def make(url: str) -> Engine:
         engine = create_engine(sa_url(url))
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "connect", lambda dbapi, _: infinity.register(dbapi.adapters))
         engines.append(engine)
         return engine
 

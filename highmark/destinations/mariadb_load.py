@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
+from highmark import infinity
 from highmark.destinations.ranges import TargetPlan, pg_literal, pg_name, refuse_if_warned
 from highmark.sources.base import CopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
@@ -159,12 +160,15 @@ def select_list(plan: TargetPlan) -> list[str]:
     for source_name, target_name in plan.mapping:
         src, tgt = plan.source.find(source_name), plan.target.find(target_name)
         assert src is not None and tgt is not None
-        column = pg_name(source_name)
+        column = name = pg_name(source_name)
         if src.family is Family.TIMESTAMP:
             if src.timestamp_kind is not TimestampKind.AWARE:
                 column = f"({column} AT TIME ZONE {pg_literal(plan.source_zone)})"
             zone = "UTC" if tgt.timestamp_kind is TimestampKind.UTC_NAIVE else plan.target_zone
             column = f"({column} AT TIME ZONE {pg_literal(str(ZoneInfo(zone)))})"
+            column = infinity.sql_case(name, f"CAST({column} AS text)", day=False)
+        elif src.family is Family.DATE:
+            column = infinity.sql_case(name, f"CAST({column} AS text)", day=True)
         elif src.family is Family.BOOLEAN:
             column = f"CAST({column} AS integer)"
         expressions.append(column)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
+from highmark import infinity
 from highmark.destinations.ranges import TargetPlan, pg_literal, pg_name
 from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sources.postgres_copy import PostgresCopyRange
@@ -65,16 +66,20 @@ class PostgresIntoSqlite:
 def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan) -> str | None:
     """``column`` as PostgreSQL gives it in the row path's SQLite form, or None (no such form)."""
     family = src.family
+    name = column
     if family is Family.TIMESTAMP and tgt.family is Family.TIMESTAMP:
         if src.timestamp_kind is not TimestampKind.AWARE:
             column = f"({column} AT TIME ZONE {pg_literal(plan.source_zone)})"
         zone = str(ZoneInfo(plan.target_zone))
-        return f"to_char({column} AT TIME ZONE {pg_literal(zone)}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        text = f"to_char({column} AT TIME ZONE {pg_literal(zone)}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        return infinity.sql_case(name, text, day=False)
     if tgt.family is not family and not (family is Family.UUID and tgt.family is Family.STRING):
         return None
     if family in (Family.INTEGER, Family.FLOAT, Family.STRING):
         return column
-    if family in (Family.DECIMAL, Family.UUID, Family.DATE):
+    if family is Family.DATE:
+        return infinity.sql_case(name, f"CAST({column} AS text)", day=True)
+    if family in (Family.DECIMAL, Family.UUID):
         return f"CAST({column} AS text)"
     if family is Family.BOOLEAN:
         return f"CAST({column} AS integer)"

@@ -30,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from highmark import infinity
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
 
@@ -88,8 +89,8 @@ class RowText:
         if family is Family.TIMESTAMP:
             return self._timestamp(c, info)
         if family is Family.DATE:
-            if d == "postgresql":
-                return f"to_char({c}, 'YYYY-MM-DD')"
+            if d == "postgresql":  # to_char of an infinite date is NULL
+                return infinity.sql_case(c, f"to_char({c}, 'YYYY-MM-DD')", day=True)
             return f"DATE_FORMAT({c}, '%Y-%m-%d')" if d == "mysql" else f"substr({c}, 1, 10)"
         if family is Family.BINARY:
             if d == "postgresql":
@@ -105,7 +106,8 @@ class RowText:
             utc = f"{c} AT TIME ZONE 'UTC'"
             if kind is TimestampKind.LOCAL_NAIVE:
                 utc = f"({c} AT TIME ZONE '{zone}') AT TIME ZONE 'UTC'"
-            return f"to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US')"
+            text = f"to_char({utc}, 'YYYY-MM-DD HH24:MI:SS.US')"
+            return infinity.sql_case(c, text, day=False)  # to_char of infinity is NULL
         if d == "mysql":
             utc = f"DATE_FORMAT({c}, '%Y-%m-%d %H:%i:%s.%f')"
             if kind is not TimestampKind.LOCAL_NAIVE or zone == "UTC":

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
-from highmark import Project
+from highmark import Project, infinity
 from highmark.models import WatermarkType
 from tests.cdc.support import JOB, TARGET, assert_equal, execute, run_ok, write_cdc_project
 from tests.helpers import create_orders, insert_orders, order, snapshot
@@ -149,3 +150,45 @@ def test_unchanged_large_values_are_kept(
     assert changed.rows_updated == 1
     assert_equal(engine)
     assert {r["id"]: r["blob"] for r in snapshot(engine, TARGET)}[2] == big
+
+
+@pytest.mark.parametrize("target", ["postgresql", "sqlite"])
+def test_infinite_timestamps_and_dates_stream(
+    target: str,
+    pg_url: str,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    """PostgreSQL's infinity and -infinity, in the snapshot and in streamed changes: kept by a
+    PostgreSQL target, the last and first instant and day in SQLite (highmark/infinity.py)."""
+    engine = engine_for(pg_url)
+    execute(
+        engine,
+        "CREATE TABLE orders (id bigint PRIMARY KEY, valid_to timestamptz, since date)",
+        "INSERT INTO orders VALUES (1, 'infinity', '-infinity'), (2, '2024-01-01', '2024-01-01')",
+    )
+    warehouse = pg_url if target == "postgresql" else f"sqlite:///{tmp_path / 'w.db'}"
+    project = Project.load(write_cdc_project(write_project, pg_url, target_url=warehouse))
+    run_ok(project)
+    execute(
+        engine,
+        "UPDATE orders SET valid_to = '-infinity', since = 'infinity' WHERE id = 2",
+        "INSERT INTO orders VALUES (3, 'infinity', 'infinity')",
+    )
+    run_ok(project)
+    with engine_for(warehouse).connect() as conn:
+        found = conn.execute(
+            text(
+                f"SELECT id, CAST(valid_to AS text), CAST(since AS text) FROM {TARGET} ORDER BY id"
+            )
+        ).all()
+    last, first, last_day, first_day = ("infinity", "-infinity", "infinity", "-infinity")
+    if target == "sqlite":
+        last, first = infinity.LAST_INSTANT_TEXT, infinity.FIRST_INSTANT_TEXT
+        last_day, first_day = "9999-12-31", "0001-01-01"
+    assert [tuple(r) for r in found] == [
+        (1, last, first_day),
+        (2, first, last_day),
+        (3, last, last_day),
+    ]

@@ -538,7 +538,11 @@ LOCAL_TIMES = [
     "2024-10-27 02:30:00.5",  # Paris: repeated
     "2024-03-10 00:30:00.5",
     "2024-07-01 12:00:00",
+    "infinity",  # PostgreSQL's: the end of time on every path (highmark/infinity.py)
+    "-infinity",
 ]
+# PostgreSQL's infinite timestamps and dates, every 11th and 13th row.
+INFINITE = {0: "infinity", 2: "-infinity"}
 
 
 def _pg_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
@@ -550,12 +554,14 @@ def _pg_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
             "ratio": i / 7,
             "label": PG_LABELS[i % len(PG_LABELS)],
             "flag": None if i % 9 == 0 else bool(i % 2),
-            "born": None if i % 4 == 0 else f"2024-02-{1 + i % 28:02d}",
+            "born": None if i % 4 == 0 else INFINITE.get(i % 13, f"2024-02-{1 + i % 28:02d}"),
             "at_time": f"{i % 24:02d}:30:15.25",
             "payload": None if i % 3 == 0 else json.dumps({"k": i, "s": 'a,b"c'}),
             "ref": f"00000000-0000-0000-0000-{i:012d}",
             "local_ts": LOCAL_TIMES[i % len(LOCAL_TIMES)],
-            "seen_at": None if i % 7 == 0 else f"2024-03-31 0{i % 4}:30:00.123456+02",
+            "seen_at": None
+            if i % 7 == 0
+            else INFINITE.get(i % 11, f"2024-03-31 0{i % 4}:30:00.123456+02"),
             "updated": updated,
         }
         for i in range(first, last + 1)
@@ -623,6 +629,21 @@ def test_postgresql_fast_paths_write_what_the_row_path_writes(
     _run_both(project, spy, "fast", "rows")
     assert len(_content(target, "fast")) == 40
     assert _content(target, "fast") == _content(target, "by_rows")
+    # Row 11's seen_at and row 13's born are infinity: kept by PostgreSQL, the last instant and
+    # day elsewhere; row 2's are -infinity.
+    as_text = "CAST({} AS CHAR)" if target_kind == "mysql" else "CAST({} AS text)"
+    ends = {
+        "postgresql": ["infinity", "infinity", "-infinity", "-infinity"],
+        "mysql": ["9999-12-31 23:59:59.999999", "9999-12-31", "0001-01-01 00:00:00.000000"],
+    }
+    ends["mysql"].append("0001-01-01")
+    ends["sqlite"] = ends["mysql"]
+    with target.connect() as conn:
+        found = [
+            conn.execute(text(f"SELECT {as_text.format(c)} FROM fast WHERE id = {i}")).scalar()
+            for c, i in (("seen_at", 11), ("born", 13), ("seen_at", 2), ("born", 2))
+        ]
+    assert found == ends[target_kind]
 
     with source.begin() as conn:
         later = "2024-01-02 00:00:00+00"
@@ -659,7 +680,15 @@ def _maria_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
     rows = _pg_rows(first, last, updated)
     for row in rows:
         row.pop("payload")
-        row["seen_at"] = row["seen_at"] and row["seen_at"][:-3]
+        # MariaDB has no infinity: its last instant and day instead (a TIMESTAMP ends in 2038).
+        seen = row["seen_at"]
+        row["seen_at"] = None if seen is None or "infinity" in seen else seen[:-3]
+        row["local_ts"] = {"infinity": "9999-12-31 23:59:59.999999", "-infinity": None}.get(
+            row["local_ts"], row["local_ts"]
+        )
+        row["born"] = {"infinity": "9999-12-31", "-infinity": "0001-01-01"}.get(
+            row["born"], row["born"]
+        )
     return rows
 
 
