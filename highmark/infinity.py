@@ -70,14 +70,23 @@ def day_for_others(value: InfiniteDay) -> date:
     return date.max if value.year == 9999 else date.min
 
 
-def sql_case(column: str, expression: str, *, day: bool) -> str:
+def sql_case(column: str, expression: str, *, day: bool, refuse_beyond: bool = False) -> str:
     """A PostgreSQL expression: ``expression`` of ``column``, but the last or first instant (or
     day) as text where ``column`` is ``infinity`` or ``-infinity`` (which ``to_char`` turns
-    into NULL, and which other databases refuse)."""
+    into NULL, and which other databases refuse). ``refuse_beyond``: a value before the year 1
+    or after 9999, which the row path refuses as a bad row (and ``to_char`` would print without
+    its era), fails the query instead (an invalid cast, evaluated for that row only), so that
+    the fast path's range is refused and read again by the row path, which names the row."""
     last, first = ("9999-12-31", "0001-01-01") if day else (LAST_INSTANT_TEXT, FIRST_INSTANT_TEXT)
+    beyond = ""
+    if refuse_beyond:
+        beyond = (
+            f"WHEN {column} < '{first}' OR {column} > '{last}' "
+            f"THEN CAST('beyond Python''s years: ' || CAST({column} AS text) AS date)::text "
+        )
     return (
         f"CASE WHEN {column} = 'infinity' THEN '{last}' "
-        f"WHEN {column} = '-infinity' THEN '{first}' ELSE {expression} END"
+        f"WHEN {column} = '-infinity' THEN '{first}' {beyond}ELSE {expression} END"
     )
 
 
@@ -106,6 +115,7 @@ def _build_adapters() -> Any:
 def register(adapters: Any) -> None:
     """Register the loaders on ``adapters`` (a psycopg AdaptersMap: global, a connection's)."""
     import psycopg
+    from psycopg import DataError
     from psycopg.adapt import Loader
     from psycopg.pq import Format
 
@@ -152,6 +162,20 @@ def register(adapters: Any) -> None:
                         return later
                     if data == minus:
                         return earlier
-                    return self._load(data)
+                    try:
+                        return self._load(data)
+                    except DataError:
+                        # Beyond Python's years (BC, after 9999): the text, which the row's
+                        # conversion then refuses, naming the row (a bad row), where the
+                        # fetch would have failed the whole read.
+                        return _as_text(data, text=self.format == Format.TEXT)
 
             adapters.register_loader(oid, InfinityLoader)
+
+
+def _as_text(data: Any, *, text: bool) -> str:
+    """A value psycopg cannot load, as text for the bad-row report."""
+    raw = bytes(data)
+    if text:
+        return raw.decode("utf-8", errors="replace")
+    return f"binary value 0x{raw.hex()}"

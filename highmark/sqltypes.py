@@ -213,7 +213,13 @@ def read_converter(column: ColumnInfo, zone: ZoneInfo) -> Converter | None:
         def day(v: Any) -> Any:
             if isinstance(v, str):
                 ends = infinity.from_text(v)
-                return date.fromisoformat(v[:10]) if ends is None else ends[1]
+                if ends is not None:
+                    return ends[1]
+                # A day, or a day and a time of day (SQLite's DATE columns hold either);
+                # anything after the day but a time ("0044-03-15 BC") is no day Python has.
+                if len(v) > 10 and not (v[10] in " T" and v[11:12].isdigit()):
+                    raise ValueError(f"not a date: {v!r}")
+                return date.fromisoformat(v[:10])
             return v.date() if isinstance(v, datetime) else v
 
         return day

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from zoneinfo import ZoneInfo
 
+from psycopg import DataError
 from sqlalchemy import Connection
 
 from highmark import infinity
@@ -54,13 +55,18 @@ class PostgresIntoSqlite:
         statement = f"INSERT INTO {quoted_table} ({names}) VALUES ({', '.join('?' * len(columns))})"
         loaded = 0
         with source_range.fetch(self.expressions, FETCH_ROWS) as chunks:
-            for rows in chunks:
+            while True:
+                try:
+                    rows = next(chunks)
+                except StopIteration:
+                    return loaded
+                except DataError as exc:  # a value the row path refuses (infinity.sql_case)
+                    raise RangeRefused(f"the source has a value beyond Python's: {exc}") from exc
                 try:
                     raw.executemany(statement, rows)
                 except sqlite3.IntegrityError as exc:
                     raise RangeRefused(f"the target refused a row: {exc}") from exc
                 loaded += len(rows)
-        return loaded
 
 
 def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan) -> str | None:
@@ -72,13 +78,13 @@ def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan)
             column = f"({column} AT TIME ZONE {pg_literal(plan.source_zone)})"
         zone = str(ZoneInfo(plan.target_zone))
         text = f"to_char({column} AT TIME ZONE {pg_literal(zone)}, 'YYYY-MM-DD HH24:MI:SS.US')"
-        return infinity.sql_case(name, text, day=False)
+        return infinity.sql_case(name, text, day=False, refuse_beyond=True)
     if tgt.family is not family and not (family is Family.UUID and tgt.family is Family.STRING):
         return None
     if family in (Family.INTEGER, Family.FLOAT, Family.STRING):
         return column
     if family is Family.DATE:
-        return infinity.sql_case(name, f"CAST({column} AS text)", day=True)
+        return infinity.sql_case(name, f"CAST({column} AS text)", day=True, refuse_beyond=True)
     if family in (Family.DECIMAL, Family.UUID):
         return f"CAST({column} AS text)"
     if family is Family.BOOLEAN:

@@ -247,7 +247,9 @@ class CdcMover:
                 failpoints.reach("after_target_commit")
             if changes.changes:
                 ctx.add(counts.with_read(changes.changes))
-            bad_rows.handle(refused)
+            # Changes the source could not convert, then those the target refused: quarantined,
+            # they are behind the position saved below; failing, the run stops before it.
+            bad_rows.handle([*changes.refused.values(), *refused])
             if changes.end is not None:
                 self.point = changes.end
                 self._save("stream", log_end=upto.text)

@@ -32,6 +32,7 @@ from highmark.config import ResolvedConnection, TableJobSpec
 from highmark.db import get_engine
 from highmark.errors import SourceError, one_line, translate_db_error
 from highmark.sources.changes import ChangeSet, Key, LogPoint
+from highmark.sources.conversion import Converted, convert_row
 from highmark.sources.sql import SqlSource
 from highmark.sqlschema import TableSchema
 from highmark.sqltypes import read_converter
@@ -314,18 +315,21 @@ class MysqlChanges:
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent
 
         for change in event.rows:
+            if isinstance(event, DeleteRowsEvent):
+                pending.delete(plan.key(plan.row(change["values"]).row), at)
+                continue
             if isinstance(event, UpdateRowsEvent):
-                before = plan.row(change["before_values"])
-                row = plan.row(change["after_values"])
-                key, old_key = plan.key(row), plan.key(before)
-                if old_key != key:
-                    pending.delete(old_key, at)
-                pending.upsert(key, row, at, frozenset())
-            elif isinstance(event, DeleteRowsEvent):
-                pending.delete(plan.key(plan.row(change["values"])), at)
+                after = plan.row(change["after_values"])
+                old_key = plan.key(plan.row(change["before_values"]).row)
+                if old_key != plan.key(after.row):
+                    pending.delete(old_key, at)  # the primary key itself changed
             else:
-                row = plan.row(change["values"])
-                pending.upsert(plan.key(row), row, at, frozenset())
+                after = plan.row(change["values"])
+            key = plan.key(after.row)
+            if after.refused is None:
+                pending.upsert(key, after.row, at, frozenset())
+            else:  # a value the source cannot convert: a bad row
+                pending.refuse(key, after.refused)
 
 
 class _RowPlan:
@@ -342,6 +346,7 @@ class _RowPlan:
             if info is not None:  # else left out by the job, or dropped since
                 decode = read_converter(info, zone) is None
                 self.columns.append((name, info.name, source.reader.converter(info), decode))
+        self.converters = [(target, convert) for _, target, convert, _ in self.columns]
         present = {target for _, target, _, _ in self.columns}
         self.absent = [c.name for c in schema.columns if c.name not in present]
         self.keys = []
@@ -351,14 +356,18 @@ class _RowPlan:
                 raise SourceError(f"primary key column {key!r} is not in {schema.qualified_name}")
             self.keys.append(info.name)
 
-    def row(self, values: dict[str, Any]) -> dict[str, Any]:
-        row: dict[str, Any] = dict.fromkeys(self.absent)
-        for name, target, convert, decode in self.columns:
+    def row(self, values: dict[str, Any]) -> Converted:
+        """The row, and why a value could not be converted (the row then holds it as read)."""
+        raw = []
+        for name, _, _, decode in self.columns:
             value = values.get(name)
             if isinstance(value, bytes) and decode:
                 value = value.decode("utf-8", errors="replace")
-            row[target] = convert(value) if convert is not None and value is not None else value
-        return row
+            raw.append(value)
+        converted = convert_row(self.converters, raw)
+        for name in self.absent:
+            converted.row.setdefault(name, None)
+        return converted
 
     def key(self, row: dict[str, Any]) -> Key:
         return tuple(row[k] for k in self.keys)

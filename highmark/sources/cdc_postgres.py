@@ -25,8 +25,10 @@ from typing import Any
 from highmark.config import ResolvedConnection, TableJobSpec
 from highmark.db import get_engine
 from highmark.errors import SourceError, one_line
+from highmark.models import Refusal, RefusedRow
 from highmark.sources import pgoutput
 from highmark.sources.changes import ChangeSet, Key, LogPoint
+from highmark.sources.conversion import CONVERSION_ERRORS
 from highmark.sources.sql import SqlSource
 from highmark.sqlschema import TableSchema
 
@@ -382,15 +384,15 @@ class PostgresChanges:
         if plan is None:
             return  # another table of the publication
         if isinstance(message, pgoutput.Insert):
-            row, missing = plan.row(message.new)
-            pending.upsert(plan.key(row), row, at, missing)
+            row, missing, refusal = plan.row(message.new)
+            _upsert(pending, plan.key(row), row, at, missing, refusal)
         elif isinstance(message, pgoutput.Update):
             old_key = plan.key(plan.row(message.old)[0]) if message.old is not None else None
-            row, missing = plan.row(message.new, fallback=message.old)
+            row, missing, refusal = plan.row(message.new, fallback=message.old)
             key = plan.key(row)
             if old_key is not None and old_key != key:
                 pending.delete(old_key, at)  # the primary key itself changed
-            pending.upsert(key, row, at, missing)
+            _upsert(pending, key, row, at, missing, refusal)
         elif isinstance(message, pgoutput.Delete):
             pending.delete(plan.key(plan.row(message.old)[0]), at)
 
@@ -402,9 +404,10 @@ class _RelationPlan:
     def __init__(
         self, relation: pgoutput.Relation, schema: TableSchema, source: PostgresChanges
     ) -> None:
-        from psycopg import pq
+        from psycopg import DataError, pq
         from psycopg.adapt import Transformer
 
+        self.unconvertible = (*CONVERSION_ERRORS, DataError)
         transformer = Transformer(source.conn)
         self.columns: list[tuple[int, str, Any, Any]] = []
         for i, col in enumerate(relation.columns):
@@ -420,11 +423,14 @@ class _RelationPlan:
 
     def row(
         self, values: pgoutput.TupleData | None, fallback: pgoutput.TupleData | None = None
-    ) -> tuple[dict[str, Any], frozenset[str]]:
+    ) -> tuple[dict[str, Any], frozenset[str], Refusal | None]:
+        """The row, the columns the log did not carry, and why a value could not be converted
+        (None: every value was; else the row holds the text of the ones that were not)."""
         row: dict[str, Any] = dict.fromkeys(self.absent)
         missing: list[str] = []
+        refusal: Refusal | None = None
         if values is None:
-            return row, frozenset()
+            return row, frozenset(), None
         for i, name, load, convert in self.columns:
             raw = values[i] if i < len(values) else None
             if raw is pgoutput.UNCHANGED:
@@ -437,12 +443,32 @@ class _RelationPlan:
             if raw is None:
                 row[name] = None
                 continue
-            value = load(raw)
-            row[name] = convert(value) if convert is not None else value
-        return row, frozenset(missing)
+            try:
+                value = load(raw)
+                row[name] = convert(value) if convert is not None else value
+            except self.unconvertible as exc:
+                row[name] = text = bytes(raw).decode("utf-8", errors="replace")
+                if refusal is None:
+                    reason = str(exc) or type(exc).__name__
+                    refusal = Refusal(f"cannot read column {name} value {text!r}: {reason}", name)
+        return row, frozenset(missing), refusal
 
     def key(self, row: dict[str, Any]) -> Key:
         return tuple(row[k] for k in self.keys)
+
+
+def _upsert(
+    pending: ChangeSet,
+    key: Key,
+    row: dict[str, Any],
+    at: datetime,
+    missing: frozenset[str],
+    refusal: Refusal | None,
+) -> None:
+    if refusal is None:
+        pending.upsert(key, row, at, missing)
+    else:
+        pending.refuse(key, RefusedRow(row, refusal))
 
 
 def _found(schema: TableSchema, name: str) -> str:

@@ -6,6 +6,9 @@ deletion, and whether the table was truncated first. Applying the net effect is 
 applying each change in order, because every change sets a whole row (or removes it): the last
 one wins. It is also what makes a replay harmless: applying a set again, or applying changes the
 target already holds, leaves the target as applying them once did.
+
+A change whose values the source cannot convert (a date before the year 1) is a bad row: its
+key's net effect is then that refusal, which a later change of the key replaces.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from highmark.models import RefusedRow
 from highmark.sqlschema import TableSchema
 
 Key = tuple[Any, ...]
@@ -56,9 +60,12 @@ class ChangeSet:
     changes: int = 0  # change events read (rows_read)
     transactions: int = 0
     new_columns: set[str] = field(default_factory=set)
+    # Keys whose last change the source could not convert: bad rows, not applied.
+    refused: dict[Key, RefusedRow] = field(default_factory=dict)
 
     def upsert(self, key: Key, row: dict[str, Any], at: datetime, missing: frozenset[str]) -> None:
         self.changes += 1
+        self.refused.pop(key, None)
         if missing:
             earlier = self.rows.get(key)
             if earlier is not None and earlier.op is Op.UPSERT and earlier.row is not None:
@@ -69,15 +76,25 @@ class ChangeSet:
 
     def delete(self, key: Key, at: datetime) -> None:
         self.changes += 1
+        self.refused.pop(key, None)
         self.rows[key] = RowChange(Op.DELETE, None, at)
+
+    def refuse(self, key: Key, refused: RefusedRow) -> None:
+        """A change of ``key`` the source could not convert: the key's net effect is a bad row
+        (an earlier change of it in the set is not applied either: the row's last version is
+        the refused one)."""
+        self.changes += 1
+        self.rows.pop(key, None)
+        self.refused[key] = refused
 
     def truncate(self, at: datetime) -> None:
         self.changes += 1
         self.rows.clear()
+        self.refused.clear()
         self.truncated_at = at
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + len(self.refused)
 
     @property
     def empty(self) -> bool:

@@ -266,3 +266,51 @@ def test_a_quarantined_change_keeps_masked_values_masked(
     said = f"{rejected.source_data} {rejected.error_message} {run.notes} {caplog.text}"
     assert "raw-secret" not in said and "bad-rows-mask-key" not in said
     assert [r["id"] for r in snapshot(engine, TARGET)] == [1]
+
+
+def test_a_streamed_value_the_source_cannot_convert_is_a_bad_row(
+    pg_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """A change whose value Python cannot hold (a date before the year 1) used to fail every run
+    at the same log position; it is now a bad row: named (fail), or quarantined with the log
+    position moving past it. A later change of the same key in the same set replaces it."""
+    engine = engine_for(pg_url)
+    execute(
+        engine,
+        f"CREATE TABLE {SOURCE} (id bigint PRIMARY KEY, on_day date)",
+        f"INSERT INTO {SOURCE} VALUES (1, '2024-01-01'), (2, '2024-01-01')",
+    )
+    path = write_cdc_project(write_project, pg_url, batch_size=100)
+    project = Project.load(path)
+    run_ok(project)
+    start = project.watermark(JOB)
+    assert start is not None
+    execute(engine, f"INSERT INTO {SOURCE} VALUES (3, '0044-03-15 BC'), (4, '2024-02-02')")
+    execute(engine, f"UPDATE {SOURCE} SET on_day = '0100-01-01 BC' WHERE id = 1")
+    execute(engine, f"UPDATE {SOURCE} SET on_day = '2024-03-03' WHERE id = 1")  # replaces it
+
+    failed = project.run(JOB)
+
+    assert failed.run_status is RunStatus.FAILED
+    assert failed.error_message is not None and "\n" not in failed.error_message
+    assert "id 3" in failed.error_message and "0044-03-15 BC" in failed.error_message
+    assert "id 1" not in failed.error_message
+    mark = project.watermark(JOB)
+    assert mark is not None and mark.last_value_integer == start.last_value_integer
+
+    project = Project.load(
+        write_cdc_project(write_project, pg_url, batch_size=100, on_bad_rows="quarantine")
+    )
+    quarantined = run_ok(project)
+    assert quarantined.rows_rejected == 1
+    rejected = project.store.rejected_rows(JOB)
+    assert [(r.source_record_id, r.error_column) for r in rejected] == [(3, "on_day")]
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT id, CAST(on_day AS text) FROM {TARGET} ORDER BY id"))
+        assert [tuple(r) for r in rows] == [
+            (1, "2024-03-03"),
+            (2, "2024-01-01"),
+            (4, "2024-02-02"),
+        ]
+    mark = project.watermark(JOB)
+    assert mark is not None and (mark.last_value_integer or 0) > (start.last_value_integer or 0)

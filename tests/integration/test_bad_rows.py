@@ -10,9 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, Index, String, text
 
 from highmark import Project, RunStatus
+from highmark.destinations.rows import RowLoader
 from tests.helpers import (
     BASE_TIME,
     copy_job,
@@ -410,3 +412,60 @@ def test_a_masked_value_that_cannot_be_read_is_hashed_never_shown(
         hashed = dict(conn.execute(text("SELECT id, born FROM people")).all())
     assert len(hashed[2]) == 64 and "secret" not in str(hashed)
     assert "secret" not in f"{run.notes} {run.error_details}"
+
+
+@pytest.mark.parametrize("target", ["sqlite", "mysql", "postgresql-rows"])
+def test_a_postgresql_date_beyond_pythons_years_is_a_bad_row_named_by_its_id(
+    target: str,
+    pg_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A date before the year 1 or after 9999 (PostgreSQL holds both; Python neither) used to
+    fail the whole read; it is now a bad row named by its id, on the fast paths (whose range is
+    refused and read again as rows) and on the row path alike."""
+    with engine_for(pg_url).begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE events (id bigint PRIMARY KEY, happened_at timestamptz, "
+                "on_day date, updated_at timestamptz NOT NULL)"
+            )
+        )
+        for i in range(1, 21):
+            happened = {7: "0044-03-15 12:00:00+00 BC", 9: "10000-01-01 00:00:00+00"}
+            day = {12: "12000-01-01", 14: "0044-03-15 BC"}.get(i, "2024-01-01")
+            conn.execute(
+                text(
+                    "INSERT INTO events VALUES (:i, CAST(:h AS timestamptz), CAST(:d AS date), "
+                    "'2024-01-01 00:00:00+00'::timestamptz + :i * interval '1 second')"
+                ),
+                {"i": i, "h": happened.get(i, "2024-02-01 10:00:00+00"), "d": day},
+            )
+    if target == "postgresql-rows":  # COPY keeps such values, PostgreSQL to PostgreSQL
+        monkeypatch.setattr(RowLoader, "takes_copy_from", lambda self, dialect: False)
+        url = pg_url
+    elif target == "mysql":
+        url = str(request.getfixturevalue("mysql_url"))
+    else:
+        url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    events = {
+        **copy_job(on_bad_rows="quarantine", batch_size=5),
+        "source": {"connection": "src", "table": "events"},
+        "target": {"connection": "dst", "table": "events_copy"},
+    }
+    path = write_project(connections={"src": pg_url, "dst": url}, jobs={"events": events})
+    project = Project.load(path)
+
+    run = project.run("events")
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    rejected = {r.source_record_id: r for r in project.store.rejected_rows("events")}
+    assert sorted(rejected) == [7, 9, 12, 14]  # 14: not read as the year 44 AD
+    assert rejected[7].error_column == "happened_at" and "BC" in rejected[7].error_message
+    assert rejected[12].error_column == rejected[14].error_column == "on_day"
+    with engine_for(url).connect() as conn:
+        ids = conn.execute(text("SELECT id FROM events_copy ORDER BY id")).scalars().all()
+    assert ids == [i for i in range(1, 21) if i not in (7, 9, 12, 14)]
