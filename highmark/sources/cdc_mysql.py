@@ -319,12 +319,12 @@ class MysqlChanges:
                 pending.delete(plan.key(plan.row(change["values"]).row), at)
                 continue
             if isinstance(event, UpdateRowsEvent):
-                after = plan.row(change["after_values"])
+                after = plan.row(change["after_values"], change.get("after_none_sources"))
                 old_key = plan.key(plan.row(change["before_values"]).row)
                 if old_key != plan.key(after.row):
                     pending.delete(old_key, at)  # the primary key itself changed
             else:
-                after = plan.row(change["values"])
+                after = plan.row(change["values"], change.get("none_sources"))
             key = plan.key(after.row)
             if after.refused is None:
                 pending.upsert(key, after.row, at, frozenset())
@@ -356,13 +356,19 @@ class _RowPlan:
                 raise SourceError(f"primary key column {key!r} is not in {schema.qualified_name}")
             self.keys.append(info.name)
 
-    def row(self, values: dict[str, Any]) -> Converted:
-        """The row, and why a value could not be converted (the row then holds it as read)."""
+    def row(self, values: dict[str, Any], nones: dict[str, str] | None = None) -> Converted:
+        """The row, and why a value could not be converted (the row then holds it as read).
+        ``nones``: why the reader gave None for a column (python-mysql-replication)."""
         raw = []
         for name, _, _, decode in self.columns:
             value = values.get(name)
             if isinstance(value, bytes) and decode:
                 value = value.decode("utf-8", errors="replace")
+            elif value is None and nones and nones.get(name, "").startswith("out of date"):
+                # A zero or partial date ('0000-00-00', '2024-00-10', which MySQL keeps outside
+                # strict mode): the reader says None, the snapshot reads text it cannot convert,
+                # a bad row. The same here, not a NULL in the target.
+                value = f"a zero or partial date ({nones[name]})"
             raw.append(value)
         converted = convert_row(self.converters, raw)
         for name in self.absent:

@@ -314,3 +314,36 @@ def test_a_streamed_value_the_source_cannot_convert_is_a_bad_row(
         ]
     mark = project.watermark(JOB)
     assert mark is not None and (mark.last_value_integer or 0) > (start.last_value_integer or 0)
+
+
+def test_a_streamed_zero_date_is_a_bad_row_as_in_the_snapshot(
+    mysql_url: str, engine_for: Callable[[str], Engine], write_project: Callable[..., Path]
+) -> None:
+    """MySQL/MariaDB keep '0000-00-00' outside strict mode; the binlog reader gives None for it.
+    The snapshot cannot convert it (a bad row); the stream no longer writes a NULL instead."""
+    engine = engine_for(mysql_url)
+    zero = "SET SESSION sql_mode = ''"
+    execute(
+        engine,
+        f"CREATE TABLE {SOURCE} (id BIGINT PRIMARY KEY, on_day DATE NULL)",
+        zero,
+        f"INSERT INTO {SOURCE} VALUES (1, '2024-01-01'), (2, '0000-00-00')",
+    )
+    path = write_cdc_project(write_project, mysql_url, on_bad_rows="quarantine")
+    project = Project.load(path)
+    first = run_ok(project)
+    assert first.rows_rejected == 1
+    execute(engine, zero, f"INSERT INTO {SOURCE} VALUES (3, '0000-00-00'), (4, '2024-02-02')")
+    execute(engine, zero, f"UPDATE {SOURCE} SET on_day = '2024-00-10' WHERE id = 1")
+
+    streamed = run_ok(project)
+
+    assert streamed.rows_rejected == 2
+    rejected = {r.source_record_id: r for r in project.store.rejected_rows(JOB)}
+    assert sorted(rejected) == [1, 2, 3]
+    assert rejected[3].error_column == "on_day"
+    assert "zero or partial date" in rejected[3].error_message
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT id, on_day FROM {TARGET} ORDER BY id")).all()
+    assert [r[0] for r in rows] == [1, 4]  # 1 keeps its last good day
+    assert str(rows[0][1]) == "2024-01-01"
