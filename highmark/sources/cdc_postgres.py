@@ -28,7 +28,7 @@ from highmark.errors import SourceError, one_line
 from highmark.models import Refusal, RefusedRow
 from highmark.sources import pgoutput
 from highmark.sources.changes import ChangeSet, Key, LogPoint
-from highmark.sources.conversion import CONVERSION_ERRORS
+from highmark.sources.conversion import CONVERSION_ERRORS, unreadable
 from highmark.sources.sql import SqlSource
 from highmark.sqlschema import TableSchema
 
@@ -408,6 +408,7 @@ class _RelationPlan:
         from psycopg.adapt import Transformer
 
         self.unconvertible = (*CONVERSION_ERRORS, DataError)
+        self.masked = source.job.masks
         transformer = Transformer(source.conn)
         self.columns: list[tuple[int, str, Any, Any]] = []
         for i, col in enumerate(relation.columns):
@@ -443,14 +444,19 @@ class _RelationPlan:
             if raw is None:
                 row[name] = None
                 continue
+            failed: Exception | None = None
             try:
                 value = load(raw)
+            except self.unconvertible as exc:
+                # The text, which a masked column's converter hashes (never shown) and any
+                # other's refuses.
+                value, failed = bytes(raw).decode("utf-8", errors="replace"), exc
+            try:
                 row[name] = convert(value) if convert is not None else value
             except self.unconvertible as exc:
-                row[name] = text = bytes(raw).decode("utf-8", errors="replace")
-                if refusal is None:
-                    reason = str(exc) or type(exc).__name__
-                    refusal = Refusal(f"cannot read column {name} value {text!r}: {reason}", name)
+                row[name], failed = value, exc
+            if failed is not None and refusal is None and not self.masked(name):
+                refusal = unreadable(name, row[name], failed)
         return row, frozenset(missing), refusal
 
     def key(self, row: dict[str, Any]) -> Key:

@@ -45,8 +45,13 @@ def convert_row(
         except CONVERSION_ERRORS as exc:
             row[name] = value
             if problem is None:
-                reason = str(exc) or type(exc).__name__
-                problem = Refusal(f"cannot read column {name} value {value!r}: {reason}", name)
+                problem = unreadable(name, value, exc)
     if problem is None:
         return Converted(row)
     return Converted(row, RefusedRow(row, problem))
+
+
+def unreadable(name: str, value: Any, exc: Exception) -> Refusal:
+    """Why the value of column ``name`` is a bad row, in one line."""
+    reason = str(exc) or type(exc).__name__
+    return Refusal(f"cannot read column {name} value {value!r}: {reason}", name)
