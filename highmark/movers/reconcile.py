@@ -4,8 +4,11 @@ run of the job, but it never moves the watermark (it returns no mark).
 
 It repairs leaf by leaf as the comparison finds differences (highmark/reconcile.py): missing and
 different rows are upserted from the source, extra rows deleted (or marked deleted), one target
-transaction per leaf. Without ``repair`` a difference fails the run (a scheduled check that found
-something), naming the command that repairs it.
+transaction per leaf. A leaf the target refuses for a data reason (a row its ``CHECK`` refuses) is
+bisected down to the rows at fault, as a run's batch is; the others are repaired, and so are the
+leaves after it: the bad rows then fail the run or are quarantined, by the job's ``on_bad_rows``.
+Without ``repair`` a difference fails the run (a scheduled check that found something), naming
+the command that repairs it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import Any, ClassVar
 from pydantic import PrivateAttr
 
 from highmark import clock
+from highmark.bad_rows import BadRows
 from highmark.config import ProjectConfig, TableJobSpec
 from highmark.destinations.changes import ChangeDestination
 from highmark.errors import SourceError
-from highmark.models import Counts, MarkUpdate
+from highmark.models import Counts, MarkUpdate, RefusedRow
 from highmark.movers.base import Mover, RunContext
 from highmark.reconcile import Leaf, Reconciler, ReconcileReport
 from highmark.sources.changes import ChangeSet, Op, RowChange
@@ -36,6 +40,7 @@ class ReconcileMover:
         self.repair = repair
         self.chunk_rows = chunk_rows
         self.destination: ChangeDestination | None = None
+        self.refused: list[RefusedRow] = []  # rows whose repair the target refused
         self.report: ReconcileReport | None = None
         self.now: datetime = clock.now()
 
@@ -81,6 +86,7 @@ class ReconcileMover:
                 "rows_updated": counts.rows_updated,
                 "rows_deleted": counts.rows_deleted,
             }
+            BadRows.of(ctx, job).handle(self.refused)
         return []
 
     def _repair(self, leaf: Leaf) -> None:
@@ -103,8 +109,9 @@ class ReconcileMover:
                 changes.rows[key] = RowChange(Op.DELETE, None, self.now)
         ctx.check()
         ctx.set_phase("repairing")
-        counts = self.destination.apply(changes)
-        ctx.add(counts)
+        written = self.destination.apply_bisecting(changes, ctx.check)
+        ctx.add(written.counts)
+        self.refused += written.refused
         ctx.set_phase("comparing")
 
     def _key(self, row: dict[str, Any]) -> tuple[Any, ...]:

@@ -18,6 +18,7 @@ from tests.faults.harness import run
 from tests.helpers import (
     BASE_TIME,
     copy_job,
+    create_checked_orders,
     insert_orders,
     order,
     orders_table,
@@ -187,3 +188,37 @@ def test_hashes_of_wall_times_in_a_named_zone_tell_rows_apart(
         conn.execute(text(f"UPDATE orders_copy SET {change}"), {"wall": wall})
     report = project.reconcile(JOB).report
     assert (report.missing, report.extra, report.different) == (0, 0, different)
+
+
+@pytest.mark.parametrize("policy", ["fail", "quarantine"])
+def test_a_repair_the_target_refuses_is_bisected_down_to_its_row(
+    policy: str,
+    pg_url: str,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    """A leaf whose repair the target refuses for one row (its CHECK) repairs the others; the
+    row fails the run, named, or is quarantined, by the job's on_bad_rows."""
+    engine = engine_for(pg_url)
+    seed_orders(engine, 600)
+    create_checked_orders(engine)  # orders_copy refuses a negative amount
+    project = Project.load(_project(write_project, pg_url, on_bad_rows=policy))
+    assert project.run(JOB).run_status.value == "success"
+    with engine.begin() as conn:  # what no window sees: updates that forgot updated_at
+        conn.execute(text("UPDATE orders SET amount = -1 WHERE id = 77"))
+        conn.execute(text("UPDATE orders SET customer = 'sneaky' WHERE id IN (76, 78)"))
+        conn.execute(text("DELETE FROM orders_copy WHERE id = 300"))
+
+    record = project.reconcile(JOB, repair=True).run
+
+    if policy == "fail":
+        assert record.run_status.value == "failed"
+        assert record.error_message is not None and "\n" not in record.error_message
+        assert "id 77" in record.error_message and "amount_not_negative" in record.error_message
+    else:
+        assert record.run_status.value == "success", record.error_message
+        assert record.rows_rejected == 1
+        assert [r.source_record_id for r in project.store.rejected_rows(JOB)] == [77]
+    target = {r["id"]: r for r in snapshot(engine, "orders_copy")}
+    assert target[76]["customer"] == target[78]["customer"] == "sneaky"  # repaired beside it
+    assert 300 in target and target[77]["amount"] >= 0
