@@ -137,6 +137,15 @@ class SchemaConflictError(DestinationError):
     pass
 
 
+class ValueRefused(ValueError):
+    """A value no column of the target holds (a NaN into SQLite, which would store NULL; a NaN or
+    an infinity into MySQL/MariaDB), refused on its way to the driver: its row is a bad row."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(f"{reason}: column {column}")
+        self.column = column
+
+
 class CheckpointError(HighmarkError):
     pass
 
@@ -254,6 +263,8 @@ def is_data_db_error(exc: BaseException) -> bool:
 
     import sqlalchemy.exc as sa_exc
 
+    if isinstance(exc, ValueRefused):
+        return True
     if is_retryable_db_error(exc):
         return False
     orig: BaseException | None = exc
@@ -264,7 +275,7 @@ def is_data_db_error(exc: BaseException) -> bool:
     sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(sqlstate, str):
         return sqlstate.startswith(_DATA_SQLSTATES)
-    if _is_psycopg_value_refusal(orig):
+    if _is_psycopg_value_refusal(orig) or _is_pymysql_value_refusal(orig):
         return True
     args: tuple[Any, ...] = getattr(orig, "args", ())
     return bool(args) and isinstance(args[0], int) and args[0] in _DATA_MYSQL_CODES
@@ -278,6 +289,14 @@ def _is_psycopg_value_refusal(exc: BaseException | None) -> bool:
     except ImportError:  # pragma: no cover - psycopg is a dependency
         return False
     return isinstance(exc, psycopg.DataError) and getattr(exc, "sqlstate", None) is None
+
+
+def _is_pymysql_value_refusal(exc: BaseException | None) -> bool:
+    """PyMySQL's own refusal of a value it cannot write as SQL ("nan can not be used with
+    MySQL": a float NaN or infinity, which no MySQL/MariaDB column holds)."""
+    if type(exc).__name__ != "ProgrammingError" or type(exc).__module__ != "pymysql.err":
+        return False
+    return "can not be used with MySQL" in str(exc)
 
 
 def translate_db_error(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import sys
 import uuid
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import types as sqltypes
 
 from highmark import infinity
+from highmark.errors import ValueRefused
 from highmark.infinity import InfiniteDay, InfiniteTime
 
 Converter = Callable[[Any], Any]
@@ -275,8 +277,8 @@ def write_converter(column: ColumnInfo, dialect: str, zone: ZoneInfo) -> Convert
             return lambda v: v.isoformat() if isinstance(v, date | time) else v
         if family is Family.DECIMAL:
             return _decimal_text
-        if family is Family.FLOAT:
-            return lambda v: float(v) if isinstance(v, Decimal) else v
+    if family is Family.FLOAT and dialect in ("sqlite", "mysql"):
+        return _float_for(dialect, column.name)
     if family is Family.JSON:
         if dialect == "postgresql":
             from psycopg.types.json import Json, Jsonb
@@ -319,6 +321,25 @@ def comparable(col: Any, info: ColumnInfo, dialect: str) -> Any:
 
         return cast(col, mysql.BINARY)
     return col
+
+
+def _float_for(dialect: str, name: str) -> Converter:
+    """Floats for SQLite, which would store a NaN as NULL, and MySQL/MariaDB, which hold no NaN
+    nor infinity: such a value is refused, a bad row named by its row and column, instead of a
+    silent NULL (SQLite) or a failed run (PyMySQL refuses to write it)."""
+    if dialect == "sqlite":
+        refused, reason = math.isnan, "SQLite stores no NaN (it would be NULL)"
+    else:
+        refused, reason = (lambda v: not math.isfinite(v)), "MySQL/MariaDB store no NaN or infinity"
+
+    def to_float(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return float(value)
+        if isinstance(value, float) and refused(value):
+            raise ValueRefused(name, reason)
+        return value
+
+    return to_float
 
 
 def _decimal_text(value: Any) -> Any:

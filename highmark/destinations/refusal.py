@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from highmark.errors import HighmarkError, is_data_db_error, one_line
+from highmark.errors import HighmarkError, ValueRefused, is_data_db_error, one_line
 from highmark.models import Refusal
 from highmark.redact import scrub
 
@@ -50,6 +50,8 @@ def describe(exc: BaseException) -> Refusal:
     message = scrub(one_line(str(orig)) or type(orig).__name__)
     diag = getattr(orig, "diag", None)
     column = getattr(diag, "column_name", None) if diag is not None else None
+    if isinstance(orig, ValueRefused):
+        column = orig.column
     constraint = getattr(diag, "constraint_name", None) if diag is not None else None
     if column is None:
         column = _first_match(_COLUMN_PATTERNS, message)

@@ -81,7 +81,10 @@ def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan)
         return infinity.sql_case(name, text, day=False, refuse_beyond=True)
     if tgt.family is not family and not (family is Family.UUID and tgt.family is Family.STRING):
         return None
-    if family in (Family.INTEGER, Family.FLOAT, Family.STRING):
+    if family is Family.FLOAT:  # SQLite would store a NaN as NULL: the row path refuses it
+        nan = "CAST('SQLite stores no NaN' AS float8)"  # fails the query: the range is refused
+        return f"CASE WHEN {column} = 'NaN' THEN {nan} ELSE {column} END"
+    if family in (Family.INTEGER, Family.STRING):
         return column
     if family is Family.DATE:
         return infinity.sql_case(name, f"CAST({column} AS text)", day=True, refuse_beyond=True)

@@ -469,3 +469,53 @@ def test_a_postgresql_date_beyond_pythons_years_is_a_bad_row_named_by_its_id(
     with engine_for(url).connect() as conn:
         ids = conn.execute(text("SELECT id FROM events_copy ORDER BY id")).scalars().all()
     assert ids == [i for i in range(1, 21) if i not in (7, 9, 12, 14)]
+
+
+@pytest.mark.parametrize("target", ["sqlite", "mysql", "postgresql"])
+def test_a_float_the_target_cannot_hold_is_a_bad_row_named_by_its_column(
+    target: str,
+    pg_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    engine_for: Callable[[str], Engine],
+    write_project: Callable[..., Path],
+) -> None:
+    """PostgreSQL's NaN and ±Infinity: SQLite stored NaN as NULL (silently) and keeps infinity;
+    MySQL/MariaDB hold neither (PyMySQL failed every run). A value the target cannot hold is now
+    a bad row, named by its row and column; PostgreSQL keeps them all."""
+    values = {1: "NaN", 2: "Infinity", 3: "-Infinity", 4: "1.5"}
+    with engine_for(pg_url).begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE floats (id bigint PRIMARY KEY, x double precision, "
+                "updated_at timestamptz NOT NULL DEFAULT '2024-01-01 00:00:00+00')"
+            )
+        )
+        for i, x in values.items():
+            conn.execute(
+                text("INSERT INTO floats (id, x) VALUES (:i, CAST(:x AS float8))"), {"i": i, "x": x}
+            )
+    url = {
+        "sqlite": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "mysql": str(request.getfixturevalue("mysql_url")),
+        "postgresql": pg_url,
+    }[target]
+    job = {
+        **copy_job(on_bad_rows="quarantine"),
+        "source": {"connection": "src", "table": "floats"},
+        "target": {"connection": "dst", "table": "floats_copy"},
+    }
+    project = Project.load(write_project(connections={"src": pg_url, "dst": url}, jobs={"f": job}))
+
+    run = project.run("f")
+
+    assert run.run_status is RunStatus.SUCCESS, run.error_message
+    refused = {"sqlite": [1], "mysql": [1, 2, 3], "postgresql": []}[target]
+    rejected = project.store.rejected_rows("f")
+    assert sorted(r.source_record_id for r in rejected) == refused
+    assert all(r.error_column == "x" and "no NaN" in r.error_message for r in rejected)
+    with engine_for(url).connect() as conn:
+        loaded = dict(conn.execute(text("SELECT id, x FROM floats_copy")).all())
+    assert sorted(loaded) == [i for i in values if i not in refused]
+    if target != "mysql":
+        assert loaded[2] == float("inf") and loaded[3] == float("-inf")
