@@ -446,18 +446,8 @@ def test_a_postgresql_date_beyond_pythons_years_is_a_bad_row_named_by_its_id(
             )
     if target == "postgresql-rows":  # COPY keeps such values, PostgreSQL to PostgreSQL
         monkeypatch.setattr(RowLoader, "takes_copy_from", lambda self, dialect: False)
-        url = pg_url
-    elif target == "mysql":
-        url = str(request.getfixturevalue("mysql_url"))
-    else:
-        url = f"sqlite:///{tmp_path / 'warehouse.db'}"
-    events = {
-        **copy_job(on_bad_rows="quarantine", batch_size=5),
-        "source": {"connection": "src", "table": "events"},
-        "target": {"connection": "dst", "table": "events_copy"},
-    }
-    path = write_project(connections={"src": pg_url, "dst": url}, jobs={"events": events})
-    project = Project.load(path)
+    url = _warehouse(target.removesuffix("-rows"), pg_url, request, tmp_path)
+    project = _quarantining(write_project, pg_url, url, "events", batch_size=5)
 
     run = project.run("events")
 
@@ -495,23 +485,14 @@ def test_a_float_the_target_cannot_hold_is_a_bad_row_named_by_its_column(
             conn.execute(
                 text("INSERT INTO floats (id, x) VALUES (:i, CAST(:x AS float8))"), {"i": i, "x": x}
             )
-    url = {
-        "sqlite": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "mysql": str(request.getfixturevalue("mysql_url")),
-        "postgresql": pg_url,
-    }[target]
-    job = {
-        **copy_job(on_bad_rows="quarantine"),
-        "source": {"connection": "src", "table": "floats"},
-        "target": {"connection": "dst", "table": "floats_copy"},
-    }
-    project = Project.load(write_project(connections={"src": pg_url, "dst": url}, jobs={"f": job}))
+    url = _warehouse(target, pg_url, request, tmp_path)
+    project = _quarantining(write_project, pg_url, url, "floats")
 
-    run = project.run("f")
+    run = project.run("floats")
 
     assert run.run_status is RunStatus.SUCCESS, run.error_message
     refused = {"sqlite": [1], "mysql": [1, 2, 3], "postgresql": []}[target]
-    rejected = project.store.rejected_rows("f")
+    rejected = project.store.rejected_rows("floats")
     assert sorted(r.source_record_id for r in rejected) == refused
     assert all(r.error_column == "x" and "no NaN" in r.error_message for r in rejected)
     with engine_for(url).connect() as conn:
@@ -519,3 +500,26 @@ def test_a_float_the_target_cannot_hold_is_a_bad_row_named_by_its_column(
     assert sorted(loaded) == [i for i in values if i not in refused]
     if target != "mysql":
         assert loaded[2] == float("inf") and loaded[3] == float("-inf")
+
+
+def _warehouse(kind: str, pg_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A target database of ``kind``: PostgreSQL's is the source's own."""
+    if kind == "postgresql":
+        return pg_url
+    if kind == "mysql":
+        return str(request.getfixturevalue("mysql_url"))
+    return f"sqlite:///{tmp_path / 'warehouse.db'}"
+
+
+def _quarantining(
+    write_project: Callable[..., Path], source: str, target: str, table: str, **options: Any
+) -> Project:
+    """A project whose job ``table`` copies ``table`` into ``<table>_copy``, quarantining."""
+    job = {
+        **copy_job(on_bad_rows="quarantine", **options),
+        "source": {"connection": "src", "table": table},
+        "target": {"connection": "dst", "table": f"{table}_copy"},
+    }
+    return Project.load(
+        write_project(connections={"src": source, "dst": target}, jobs={table: job})
+    )
