@@ -19,6 +19,7 @@ say the same with :func:`sql_case`.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -90,20 +91,11 @@ def sql_case(column: str, expression: str, *, day: bool, refuse_beyond: bool = F
     )
 
 
+@functools.cache
 def adapters() -> Any:
     """psycopg adapters (for ``connect(context=...)``) whose timestamp and date loaders, text
     and binary, read ``infinity`` and ``-infinity`` as above and leave every other value to
-    psycopg's own loaders."""
-    global _adapters
-    if _adapters is None:
-        _adapters = _build_adapters()
-    return _adapters
-
-
-_adapters: Any = None
-
-
-def _build_adapters() -> Any:
+    psycopg's own loaders (built once)."""
     import psycopg
     from psycopg.adapt import AdaptersMap
 

@@ -55,18 +55,15 @@ class PostgresIntoSqlite:
         statement = f"INSERT INTO {quoted_table} ({names}) VALUES ({', '.join('?' * len(columns))})"
         loaded = 0
         with source_range.fetch(self.expressions, FETCH_ROWS) as chunks:
-            while True:
-                try:
-                    rows = next(chunks)
-                except StopIteration:
-                    return loaded
-                except DataError as exc:  # a value the row path refuses (infinity.sql_case)
-                    raise RangeRefused(f"the source has a value beyond Python's: {exc}") from exc
-                try:
+            try:
+                for rows in chunks:
                     raw.executemany(statement, rows)
-                except sqlite3.IntegrityError as exc:
-                    raise RangeRefused(f"the target refused a row: {exc}") from exc
-                loaded += len(rows)
+                    loaded += len(rows)
+            except sqlite3.IntegrityError as exc:
+                raise RangeRefused(f"the target refused a row: {exc}") from exc
+            except DataError as exc:  # a value the row path refuses (infinity.sql_case, NaN)
+                raise RangeRefused(f"the source has a value the row path refuses: {exc}") from exc
+        return loaded
 
 
 def _expression(src: ColumnInfo, tgt: ColumnInfo, column: str, plan: TargetPlan) -> str | None:
