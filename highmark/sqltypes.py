@@ -276,7 +276,7 @@ def write_converter(column: ColumnInfo, dialect: str, zone: ZoneInfo) -> Convert
         if family in (Family.DATE, Family.TIME):
             return lambda v: v.isoformat() if isinstance(v, date | time) else v
         if family is Family.DECIMAL:
-            return _decimal_text
+            return decimal_text
     if family is Family.FLOAT and dialect in ("sqlite", "mysql"):
         return _float_for(dialect, column.name)
     if family is Family.JSON:
@@ -342,7 +342,7 @@ def _float_for(dialect: str, name: str) -> Converter:
     return to_float
 
 
-def _decimal_text(value: Any) -> Any:
+def decimal_text(value: Any) -> Any:
     """A Decimal positional, as the databases print decimals (``str()`` gives ``-1E-10`` for
     ``-0.0000000001``): the text a DECIMAL_TEXT column keeps (schema/sqlite_decimal.py), the
     fast paths' text. ``str()`` first: twice as fast as ``format()``, and almost always it."""

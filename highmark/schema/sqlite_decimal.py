@@ -24,6 +24,8 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.dialects.sqlite import base
 from sqlalchemy.ext.compiler import compiles
 
+from highmark.sqltypes import decimal_text
+
 NAME = "DECIMAL_TEXT"
 # Digits a double always gives back: a decimal of at most this precision is safe in NUMERIC.
 EXACT_IN_A_DOUBLE = 15
@@ -37,7 +39,7 @@ class DecimalText(sqltypes.Numeric[Decimal]):
     def bind_processor(self, dialect: Any) -> Any:
         def text(value: Any) -> Any:
             if isinstance(value, Decimal):
-                return format(value, "f")
+                return decimal_text(value)
             return value if value is None else str(value)
 
         return text
