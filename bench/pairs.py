@@ -44,7 +44,7 @@ LIMIT_HOW = {
     ("sqlite", "mariadb"): "fetchmany → text → LOAD DATA LOCAL INFILE",
     ("mariadb", "postgresql"): "SSCursor → COPY FROM STDIN",
     ("sqlite", "postgresql"): "fetchmany → COPY FROM STDIN",
-    ("postgresql", "sqlite"): "server cursor, text values → executemany",
+    ("postgresql", "sqlite"): "server cursor read ahead on a thread, text values → executemany",
     ("mariadb", "sqlite"): "SSCursor, text values → executemany",
 }
 

@@ -1,5 +1,7 @@
 """PostgreSQL → SQLite: each key range read from a server-side cursor with every value already in
-the form the row path writes into SQLite, and handed to sqlite3's ``executemany`` as it comes.
+the form the row path writes into SQLite, and handed to sqlite3's ``executemany`` as it comes
+(read ahead on a thread of its own, highmark/prefetch.py: PostgreSQL formats and sends the next
+rows while SQLite inserts these).
 
 PostgreSQL does the conversions the row path does in Python (timestamps to text in the target's
 zone, decimals and UUIDs to text, booleans to 0/1), so no value passes through a converter and no
@@ -14,7 +16,7 @@ from zoneinfo import ZoneInfo
 from psycopg import DataError
 from sqlalchemy import Connection
 
-from highmark import infinity
+from highmark import infinity, prefetch
 from highmark.destinations.ranges import TargetPlan, pg_literal, pg_name
 from highmark.sources.base import CopyRange, RangeRefused
 from highmark.sources.postgres_copy import PostgresCopyRange
@@ -54,7 +56,10 @@ class PostgresIntoSqlite:
         names = ", ".join(self.plan.quote(c) for c in columns)
         statement = f"INSERT INTO {quoted_table} ({names}) VALUES ({', '.join('?' * len(columns))})"
         loaded = 0
-        with source_range.fetch(self.expressions, FETCH_ROWS) as chunks:
+        with (
+            source_range.fetch(self.expressions, FETCH_ROWS) as fetched,
+            prefetch.prefetched(fetched) as chunks,
+        ):
             try:
                 for rows in chunks:
                     raw.executemany(statement, rows)
