@@ -6,7 +6,8 @@ MariaDB formats in the SELECT what the row path converts in Python: timestamps a
 PostgreSQL ``timestamptz`` read in the source's zone, which the COPY's transaction sets; into
 SQLite as the row path's six-digit text, when the zones agree), decimals, dates and times as
 text, booleans as 0/1. A column with no such form (a zone MariaDB would have to convert, a type
-without a text form here) keeps the job on the row path.
+without a text form here) keeps the job on the row path. Each range is read as one stretch of the
+clustered index, not a scan of the table (highmark/sources/mariadb_stretch.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import Connection
 
 from highmark.destinations.ranges import TargetPlan, pg_literal
 from highmark.sources.base import CopyRange, RangeRefused
+from highmark.sources.mariadb_stretch import key_bounded
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
@@ -81,8 +83,12 @@ def _common(src: ColumnInfo, tgt: ColumnInfo, column: str, *, time_text: bool) -
 
 
 @contextmanager
-def _fetch(source_range: CopyRange, expressions: list[str]) -> Iterator[Iterator[Any]]:
-    """The range's rows from an unbuffered cursor, in lists of up to FETCH_ROWS tuples."""
+def _fetch(
+    source_range: CopyRange, expressions: list[str], key_column: str
+) -> Iterator[Iterator[Any]]:
+    """The range's rows from an unbuffered cursor, in lists of up to FETCH_ROWS tuples, read as
+    one stretch of the clustered index (``key_column``: the first primary-key column, by which it is
+    bounded too: highmark/sources/mariadb_stretch.py)."""
     from pymysql.cursors import SSCursor
 
     assert isinstance(source_range, PostgresCopyRange)
@@ -94,21 +100,36 @@ def _fetch(source_range: CopyRange, expressions: list[str]) -> Iterator[Iterator
     quote = source.engine.dialect.identifier_preparer.quote
     table = source.describe()
     name = ".".join(quote(p) for p in table.qualified_name.split("."))
-    statement = f"SELECT {', '.join(expressions)} FROM {name} WHERE {where}"
     with source._errors("cannot read"), source.engine.connect() as conn:
         raw: Any = conn.connection.dbapi_connection
-        with raw.cursor(SSCursor) as cursor:
-            cursor.execute(statement, params)
-            yield iter(lambda: cursor.fetchmany(FETCH_ROWS), ())
+        with raw.cursor() as cursor:
+            found = key_bounded(cursor, quote(key_column), name, str(where), params)
+        if found is None:  # the range's rows are gone (deleted since it was probed)
+            yield iter(())
+        else:
+            bounded, bounds = found
+            with raw.cursor(SSCursor) as cursor:
+                cursor.execute(
+                    f"SELECT {', '.join(expressions)} FROM {name} WHERE {bounded}", bounds
+                )
+                yield iter(lambda: cursor.fetchmany(FETCH_ROWS), ())
         conn.rollback()
+
+
+def _key(plan: TargetPlan, primary_key: str) -> str:
+    """The source's own name of the job's first primary-key column (InnoDB's row order)."""
+    found = plan.source.find(primary_key)
+    assert found is not None
+    return found.name
 
 
 class MariadbIntoPostgres:
     parallel = True
 
-    def __init__(self, plan: TargetPlan, expressions: list[str]) -> None:
+    def __init__(self, plan: TargetPlan, expressions: list[str], primary_key: str) -> None:
         self.plan = plan
         self.expressions = expressions
+        self.key = _key(plan, primary_key)
 
     def load(
         self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
@@ -123,7 +144,7 @@ class MariadbIntoPostgres:
                 zone = pg_literal(str(ZoneInfo(self.plan.source_zone)))
                 cursor.execute(f"SET LOCAL TimeZone = {zone}")
                 with (
-                    _fetch(source_range, self.expressions) as chunks,
+                    _fetch(source_range, self.expressions, self.key) as chunks,
                     cursor.copy(f"COPY {quoted_table} ({names}) FROM STDIN") as copy,
                 ):
                     for rows in chunks:
@@ -139,9 +160,10 @@ class MariadbIntoPostgres:
 class MariadbIntoSqlite:
     parallel = False  # one writer at a time in a SQLite file
 
-    def __init__(self, plan: TargetPlan, expressions: list[str]) -> None:
+    def __init__(self, plan: TargetPlan, expressions: list[str], primary_key: str) -> None:
         self.plan = plan
         self.expressions = expressions
+        self.key = _key(plan, primary_key)
 
     def load(
         self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
@@ -151,7 +173,7 @@ class MariadbIntoSqlite:
         names = ", ".join(self.plan.quote(c) for c in columns)
         statement = f"INSERT INTO {quoted_table} ({names}) VALUES ({', '.join('?' * len(columns))})"
         loaded = 0
-        with _fetch(source_range, self.expressions) as chunks:
+        with _fetch(source_range, self.expressions, self.key) as chunks:
             for rows in chunks:
                 try:
                     raw.executemany(statement, rows)

@@ -8,13 +8,8 @@ read in UTC, ``DATETIME`` in its connection's zone). A statement the target refu
 (strict mode), or one that left a warning (a value altered), is rolled back and its batch
 written again as rows.
 
-A range is bounded by its watermark keys, which the server reads through a secondary index and a
-primary-key lookup per row; it prefers a full scan of the source for each range (every range of a
-first load would read, and lock, the whole table). So each range first reads the least and the
-greatest primary key among its rows (from that index alone) and the statement also bounds the
-primary key: rows whose keys rise with their watermark — the usual table — are then read as one
-stretch of the clustered index, as a single ``INSERT … SELECT`` of the whole table reads them.
-The bound is redundant: it selects no row the range would not.
+Each range is read as one stretch of the source's clustered index, not a scan of the table
+(highmark/sources/mariadb_stretch.py).
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from highmark.destinations.ranges import TargetPlan, refuse_if_warned
 from highmark.sources.base import CopyRange, RangeRefused
+from highmark.sources.mariadb_stretch import key_bounded
 from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
@@ -97,19 +93,10 @@ class InsertSelectInServer:
         names = ", ".join(self.plan.quote(c) for c in columns)
         raw: Any = conn.connection.dbapi_connection
         with raw.cursor() as cursor:
-            cursor.execute(
-                f"SELECT MIN({self.key}), MAX({self.key}) FROM {self.origin} WHERE {where}", params
-            )
-            low, high = cursor.fetchone()
-            if low is None:
+            found = key_bounded(cursor, self.key, self.origin, str(where), params)
+            if found is None:
                 return 0  # the range's rows are gone (deleted since it was probed)
-            bounds: Any
-            if isinstance(params, list):
-                marks, bounds = ("%s", "%s"), [low, high, *params]
-            else:
-                marks = ("%(hm_key_low)s", "%(hm_key_high)s")
-                bounds = {**params, "hm_key_low": low, "hm_key_high": high}
-            bounded = f"{self.key} >= {marks[0]} AND {self.key} <= {marks[1]} AND ({where})"
+            bounded, bounds = found
             try:
                 cursor.execute(
                     f"INSERT INTO {quoted_table} ({names}) SELECT {self.select} "

@@ -124,8 +124,8 @@ def range_loader(
         found = from_mariadb.select_list(plan, target_dialect, quote)
         if not isinstance(found, str):
             if target_dialect == "postgresql":
-                return from_mariadb.MariadbIntoPostgres(plan, found)
-            return from_mariadb.MariadbIntoSqlite(plan, found)
+                return from_mariadb.MariadbIntoPostgres(plan, found, job.primary_key[0])
+            return from_mariadb.MariadbIntoSqlite(plan, found, job.primary_key[0])
         log.info("job %s: rows go through Python: %s", job.job_id, found)
     if source_dialect == "postgresql" and target_dialect == "sqlite":
         from highmark.destinations import sqlite_from_postgres

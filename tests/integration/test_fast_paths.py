@@ -734,12 +734,14 @@ def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
     assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
 
 
+@pytest.mark.parametrize("keys_rise", [True, False])
 @pytest.mark.parametrize(
     ("target_kind", "source_zone"), [("postgresql", "Europe/Paris"), ("sqlite", "UTC")]
 )
 def test_mariadb_to_postgresql_and_sqlite_fast_paths_write_what_the_row_path_writes(
     target_kind: str,
     source_zone: str,
+    keys_rise: bool,
     mysql_url: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -754,7 +756,13 @@ def test_mariadb_to_postgresql_and_sqlite_fast_paths_write_what_the_row_path_wri
         if target_kind == "sqlite":  # the row path writes times of day in a form of its own
             conn.execute(text("ALTER TABLE things DROP COLUMN at_time"))
             insert = text(str(MARIA_INSERT).replace(":at_time, ", ""))
-        conn.execute(insert, _maria_rows(1, 40, "2024-01-01 00:00:00"))
+        rows = _maria_rows(1, 40, "2024-01-01 00:00:00")
+        if not keys_rise:
+            # Each range is also bounded by its least and greatest primary key: here those
+            # bounds span rows of other ranges, which its watermark bounds must still leave out.
+            for row in rows:
+                row["updated"] = f"2024-01-01 00:00:{59 - row['id']:02d}"
+        conn.execute(insert, rows)
     if target_kind == "postgresql":
         dst_url = str(request.getfixturevalue("pg_url"))
         spy = Spy(monkeypatch, from_mariadb.MariadbIntoPostgres)
