@@ -201,6 +201,13 @@ def _attached(raw: sqlite3.Connection) -> bool:
 
 def _dispatch(converters: list[Converter]) -> Callable[[int, Any], Any]:
     def hm_value(index: int, value: Any) -> Any:
-        return converters[index](value)
+        try:
+            return converters[index](value)
+        except OverflowError as exc:
+            # sqlite3 reports a function's OverflowError as "string or blob too big", which
+            # would send the range down as a refused batch under that false reason; any other
+            # error is "user-defined function raised exception", which load() hands on as a
+            # value the row path names (a date shifted past the year 9999 by its zone).
+            raise ValueError(str(exc)) from exc
 
     return hm_value

@@ -16,6 +16,7 @@ server can never ask highmark for a local file; parallel first loads use the fas
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -397,6 +398,44 @@ def test_sqlite_to_sqlite_refuses_the_timestamps_the_row_path_refuses(
     assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
     assert _rejected_ids(project, "fast") == _rejected_ids(project, "rows")
     assert len(project.store.rejected_rows("fast")) == 21 - len(kept)
+
+
+def test_a_wall_time_its_zone_moves_past_the_year_9999_is_a_bad_row_named_on_both_paths(
+    tmp_path: Path,
+    write_project: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A common "valid until further notice" value, in a zone west of UTC: in UTC it is in the
+    # year 10000, which no SQLite text or Python datetime holds. The converter, called from SQL,
+    # raised OverflowError, which sqlite3 reports as "string or blob too big": the range was
+    # bisected under that false reason. It now goes down the row path, which names the value.
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    _seed_timestamp_texts(source, ["9999-12-31 23:59:59", "2024-03-01 10:00:00.000000"], 6)
+    spy = Spy(monkeypatch, sqlite_attach.SqliteRanges)
+    quarantine = {"on_bad_rows": "quarantine", "batch_size": 1}
+    project = Project.load(
+        write_project(
+            connections={
+                "src": {"url": f"sqlite:///{source}", "timezone": "America/New_York"},
+                "dst": f"sqlite:///{target}",
+            },
+            jobs={
+                "fast": _job("src", "dst", "fast", **quarantine),
+                "rows": _job("src", "dst", "by_rows", **quarantine),
+            },
+        )
+    )
+
+    with caplog.at_level(logging.INFO):
+        _run_both(project, spy, "fast", "rows")
+
+    assert "too big" not in caplog.text
+    assert _sqlite_content(target, "fast") == _sqlite_content(target, "by_rows")
+    assert [r[0] for r in _sqlite_content(target, "fast")] == [1, 3, 5]
+    assert _rejected_ids(project, "fast") == _rejected_ids(project, "rows") == [2, 4, 6]
+    errors = {r.error_message for r in project.store.rejected_rows("fast")}
+    assert all("9999-12-31 23:59:59" in e and "out of range" in e for e in errors), errors
 
 
 # Timestamp texts that PostgreSQL or MariaDB would read but the row path refuses (or reads
