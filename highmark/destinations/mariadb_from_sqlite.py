@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +18,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
+from highmark.destinations.column_fixes import (
+    ColumnFix,
+    fixed,
+    none_change,
+    texts_matching,
+    types_within,
+)
 from highmark.destinations.mariadb_load import load_csv
 from highmark.destinations.ranges import TargetPlan, columns_of, refusing_unconvertible
 from highmark.destinations.sqlite_attach import range_select
@@ -25,6 +33,10 @@ from highmark.sources.postgres_copy import PostgresCopyRange
 from highmark.sqltypes import ColumnInfo, Family, TimestampKind
 
 FETCH_ROWS = 10_000
+# ``YYYY-MM-DD HH:MM:SS.ffffff``, as the row path writes a timestamp into SQLite. MariaDB refuses
+# (with a warning, which refuses the range) what else the row path would refuse in that form,
+# but for the year 0, which it stores.
+ROW_PATH_TEXT = re.compile(r"(?!0000)\d{4}.{6} .{8}\..{6}", re.ASCII)
 _AS_IS: dict[Family, tuple[type, ...]] = {
     Family.INTEGER: (int,),
     Family.FLOAT: (float, int),
@@ -62,9 +74,7 @@ class SqliteIntoLoadData:
     def __init__(self, plan: TargetPlan, source_file: str) -> None:
         self.plan = plan
         self.source_file = source_file
-        self.fixes = [
-            (i, _fix(src, tgt, convert, plan)) for i, src, tgt, convert in columns_of(plan)
-        ]
+        self.fixes = [_fix(i, src, tgt, convert, plan) for i, src, tgt, convert in columns_of(plan)]
 
     def load(
         self, conn: Connection, quoted_table: str, columns: list[str], source_range: CopyRange
@@ -83,42 +93,36 @@ class SqliteIntoLoadData:
             while chunk := rows.fetchmany(FETCH_ROWS):
                 text = io.StringIO()
                 writer = csv.writer(text, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-                for row in chunk:
-                    values = list(row)
-                    for i, fix in fixes:
-                        values[i] = fix(values[i])
-                    writer.writerow(values)
+                # Fixed only where a value needs it (highmark/destinations/column_fixes.py).
+                values = chunk if none_change(fixes, chunk) else fixed(fixes, chunk)
+                writer.writerows([[NULL if v is None else v for v in row] for row in values])
                 yield text.getvalue().encode()
         finally:
             reader.close()
 
 
 def _fix(
-    src: ColumnInfo, tgt: ColumnInfo, convert: Callable[[Any], Any], plan: TargetPlan
-) -> Callable[[Any], Any]:
-    """A source value as CSV takes it: as it is where MariaDB reads it as the row path writes."""
+    i: int, src: ColumnInfo, tgt: ColumnInfo, convert: Callable[[Any], Any], plan: TargetPlan
+) -> ColumnFix:
+    """A source value as CSV takes it (None: NULL, written by the caller): as it is where
+    MariaDB reads it as the row path writes it; and its chunk test, from the same rules."""
     if src.family is Family.TIMESTAMP and tgt.family is Family.TIMESTAMP:
         utc = tgt.timestamp_kind is TimestampKind.UTC_NAIVE
         if ZoneInfo("UTC" if utc else plan.target_zone) == ZoneInfo(plan.source_zone):
-            return lambda v: NULL if v is None else (v if _row_path_text(v) else _text(convert(v)))
+            text = ROW_PATH_TEXT.fullmatch
+            return ColumnFix(
+                i,
+                lambda v: v if v is None or (v.__class__ is str and text(v)) else _text(convert(v)),
+                texts_matching(i, ROW_PATH_TEXT),
+            )
     kept = _AS_IS.get(src.family) if src.family is tgt.family else None
     if kept is not None:
-        return lambda v: NULL if v is None else (v if isinstance(v, kept) else _text(convert(v)))
-    return lambda v: NULL if v is None else _text(convert(v))
-
-
-def _row_path_text(value: Any) -> bool:
-    """``YYYY-MM-DD HH:MM:SS.ffffff``, as the row path writes a timestamp into SQLite. MariaDB
-    refuses (with a warning, which refuses the range) what else the row path would refuse in
-    that form, but for the year 0, which it stores."""
-    return (
-        value.__class__ is str
-        and len(value) == 26
-        and value[10] == " "
-        and value[19] == "."
-        and value[:4].isdigit()
-        and value[:4] != "0000"
-    )
+        return ColumnFix(
+            i,
+            lambda v: v if v is None or isinstance(v, kept) else _text(convert(v)),
+            types_within(i, kept),
+        )
+    return ColumnFix(i, lambda v: None if v is None else _text(convert(v)), None)
 
 
 def _text(value: Any) -> Any:

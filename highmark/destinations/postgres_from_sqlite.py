@@ -15,13 +15,18 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
 
+from highmark.destinations.column_fixes import (
+    ColumnFix,
+    fixed,
+    none_change,
+    texts_matching,
+    types_within,
+)
 from highmark.destinations.ranges import (
     TargetPlan,
     columns_of,
@@ -102,54 +107,26 @@ class SqliteIntoPostgres:
         return loaded
 
     def _as_copied(self, chunk: list[tuple[Any, ...]]) -> Sequence[Sequence[Any]]:
-        """The chunk's rows as COPY takes them: as they are when no fix would change a value of
-        theirs (tested a column at a time, which costs a third of fixing each value), else each
-        value fixed."""
-        fixes = self.fixes
-        if all(f.unchanged is not None and f.unchanged(chunk) for f in fixes):
-            return chunk
-        fixed = []
-        for row in chunk:
-            values = list(row)
-            for f in fixes:
-                values[f.index] = f.value(values[f.index])
-            fixed.append(values)
-        return fixed
+        """The chunk's rows as COPY takes them (highmark/destinations/column_fixes.py)."""
+        return chunk if none_change(self.fixes, chunk) else fixed(self.fixes, chunk)
 
 
-@dataclass(frozen=True)
-class _Fix:
-    """What to do to a column's source values before COPY."""
-
-    index: int
-    value: Callable[[Any], Any]  # one value, fixed
-    # True when ``value`` would return each of a chunk's values of this column as it is (None:
-    # it may change any value). Both are built from the same rules, side by side, in _fix().
-    unchanged: Callable[[list[tuple[Any, ...]]], bool] | None
-
-
-def _fix(i: int, src: ColumnInfo, tgt: ColumnInfo, convert: Callable[[Any], Any]) -> _Fix:
-    get = itemgetter(i)
+def _fix(i: int, src: ColumnInfo, tgt: ColumnInfo, convert: Callable[[Any], Any]) -> ColumnFix:
+    """A column's fix and its chunk test, built side by side from the same rules."""
     if src.family is Family.TIMESTAMP and tgt.timestamp_kind is TimestampKind.AWARE:
         plain = PLAIN_TIMESTAMP.fullmatch
-
-        def all_plain(chunk: list[tuple[Any, ...]]) -> bool:
-            values = [v for v in map(get, chunk) if v is not None]
-            return set(map(type, values)) <= {str} and all(map(plain, values))
-
-        return _Fix(
+        return ColumnFix(
             i,
             lambda v: v if v is None or (v.__class__ is str and plain(v)) else convert(v),
-            all_plain,
+            texts_matching(i, PLAIN_TIMESTAMP),
         )
     kept = _AS_IS.get(src.family) if src.family is tgt.family else None
     if kept is None:
-        return _Fix(i, lambda v: None if v is None else convert(v), None)
-    allowed = {*kept, type(None)}  # exact types: stricter than isinstance(), never looser
-    return _Fix(
+        return ColumnFix(i, lambda v: None if v is None else convert(v), None)
+    return ColumnFix(
         i,
         lambda v: v if v is None or isinstance(v, kept) else convert(v),
-        lambda chunk: set(map(type, map(get, chunk))) <= allowed,
+        types_within(i, kept),
     )
 
 
