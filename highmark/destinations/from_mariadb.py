@@ -93,17 +93,15 @@ def _fetch(
 
     assert isinstance(source_range, PostgresCopyRange)
     source = source_range.source
-    where = source_range.where.compile(dialect=source.engine.dialect)
-    params = (
-        [where.params[key] for key in where.positiontup or ()] if where.positional else where.params
-    )
     quote = source.engine.dialect.identifier_preparer.quote
     table = source.describe()
     name = ".".join(quote(p) for p in table.qualified_name.split("."))
     with source._errors("cannot read"), source.engine.connect() as conn:
         raw: Any = conn.connection.dbapi_connection
         with raw.cursor() as cursor:
-            found = key_bounded(cursor, quote(key_column), name, str(where), params)
+            found = key_bounded(
+                cursor, quote(key_column), name, source_range, source.engine.dialect
+            )
         if found is None:  # the range's rows are gone (deleted since it was probed)
             yield iter(())
         else:

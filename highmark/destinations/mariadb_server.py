@@ -84,16 +84,10 @@ class InsertSelectInServer:
         from pymysql import err
 
         assert isinstance(source_range, PostgresCopyRange)
-        where = source_range.where.compile(dialect=conn.dialect)
-        params: Any = (
-            [where.params[key] for key in where.positiontup or ()]
-            if where.positional
-            else where.params
-        )
         names = ", ".join(self.plan.quote(c) for c in columns)
         raw: Any = conn.connection.dbapi_connection
         with raw.cursor() as cursor:
-            found = key_bounded(cursor, self.key, self.origin, str(where), params)
+            found = key_bounded(cursor, self.key, self.origin, source_range, conn.dialect)
             if found is None:
                 return 0  # the range's rows are gone (deleted since it was probed)
             bounded, bounds = found

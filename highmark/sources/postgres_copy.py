@@ -39,6 +39,9 @@ class PostgresCopyRange:
     source: SqlSource
     where: ColumnElement[bool]
     table: Any = None  # the table construct ``where`` is written over (rows() selects from it)
+    # ``where`` without its filter of rows (soft-deleted rows left out of a first load): the
+    # range's bounds on its keys alone, which an index answers by itself (None: ``where`` is).
+    keys: ColumnElement[bool] | None = None
 
     @property
     def source_columns(self) -> list[str]:
@@ -170,12 +173,14 @@ def window_ranges(
     if upto is not None:
         past, _, _ = source.window_condition(table, upto, None, inclusive=False)
         also.append(not_(past))
+    rows_filter = None
     if skip_deleted and source.job.soft_delete is not None:
-        also.append(table.c[_name(source, source.job.soft_delete.column)].is_(None))
+        rows_filter = table.c[_name(source, source.job.soft_delete.column)].is_(None)
     order = [wm, *([tb] if tb is not None else [])]
     yield from _ranges(
         source, table, and_(where, *also), order, batch_size,
         lambda row, _: Batch(last_key=_key(source, row)), later=and_(later, *also),
+        rows_filter=rows_filter,
     )  # fmt: skip
     if spec.on_null == "include":
         # Rows without a watermark are read on every run, in primary-key order.
@@ -224,17 +229,20 @@ def _ranges(
     describe: Callable[[Any, ColumnElement[bool]], Batch],
     *,
     later: ColumnElement[bool] | None = None,
+    rows_filter: ColumnElement[bool] | None = None,
 ) -> Iterator[Batch]:
     """Probe the key that ends each range (an index scan of one batch), then hand the range on.
     ``where`` bounds the first range; ``later`` (default ``where``) the ones after it, which also
-    begin after the range before."""
+    begin after the range before; ``rows_filter`` leaves rows out of every range, whose ``keys``
+    then keep its bounds without it."""
     previous: list[Any] | None = None
     rest = where if later is None else later
     while True:
         # The range's own bounds come first: SQLite takes an index scan's bounds from the first
         # terms that give them, and the window's (its high bound) would make each range scan
         # to the window's end.
-        remaining = where if previous is None else and_(_after(source, order, previous), rest)
+        bounds = where if previous is None else and_(_after(source, order, previous), rest)
+        remaining = bounds if rows_filter is None else and_(bounds, rows_filter)
         with source._errors("cannot read"), source.engine.connect() as conn:
             boundary = conn.execute(
                 select(*order).where(remaining).order_by(*order).offset(batch_size - 1).limit(1)
@@ -248,7 +256,8 @@ def _ranges(
             return
         values = list(boundary)
         range_where = _ending_at(source, order, values, remaining)
-        copy_range = PostgresCopyRange(source, range_where, table)
+        keys = None if rows_filter is None else _ending_at(source, order, values, bounds)
+        copy_range = PostgresCopyRange(source, range_where, table, keys)
         try:
             found = describe(boundary, range_where)
         except CONVERSION_ERRORS:

@@ -729,9 +729,11 @@ def _maria_rows(first: int, last: int, updated: str) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.parametrize("soft_mode", ["mark", "delete"])
 @pytest.mark.parametrize("keys_rise", [True, False])
 def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
     keys_rise: bool,
+    soft_mode: str,
     mysql_url: str,
     engine_for: Callable[[str], Engine],
     write_project: Callable[..., Path],
@@ -747,15 +749,21 @@ def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
     with engine.begin() as conn:
         conn.execute(text(MARIA_THINGS))
         conn.execute(MARIA_INSERT, rows)
+        if soft_mode == "delete":  # rows a first load leaves out
+            conn.execute(text("UPDATE things SET deleted_at = updated_at WHERE id % 10 = 3"))
     spy = Spy(monkeypatch, mariadb_server.InsertSelectInServer)
+    soft = {"column": "deleted_at", "mode": soft_mode}
     path = write_project(
         connections={"db": mysql_url},
-        jobs={"fast": _job("db", "db", "fast"), "rows": _job("db", "db", "by_rows")},
+        jobs={
+            "fast": _job("db", "db", "fast", soft_delete=soft),
+            "rows": _job("db", "db", "by_rows", soft_delete=soft),
+        },
     )
     project = Project.load(path)
 
     _run_both(project, spy, "fast", "rows")
-    assert len(_server_content(engine, "fast")) == 40
+    assert len(_server_content(engine, "fast")) == (36 if soft_mode == "delete" else 40)
     assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
 
     with engine.begin() as conn:
@@ -773,6 +781,7 @@ def test_mariadb_to_mariadb_inside_the_server_writes_what_the_row_path_writes(
     assert _server_content(engine, "fast") == _server_content(engine, "by_rows")
 
 
+@pytest.mark.parametrize("soft_mode", ["mark", "delete"])
 @pytest.mark.parametrize("keys_rise", [True, False])
 @pytest.mark.parametrize(
     ("target_kind", "source_zone"), [("postgresql", "Europe/Paris"), ("sqlite", "UTC")]
@@ -781,6 +790,7 @@ def test_mariadb_to_postgresql_and_sqlite_fast_paths_write_what_the_row_path_wri
     target_kind: str,
     source_zone: str,
     keys_rise: bool,
+    soft_mode: str,
     mysql_url: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -802,21 +812,29 @@ def test_mariadb_to_postgresql_and_sqlite_fast_paths_write_what_the_row_path_wri
             for row in rows:
                 row["updated"] = f"2024-01-01 00:00:{59 - row['id']:02d}"
         conn.execute(insert, rows)
+        if soft_mode == "delete":  # rows a first load leaves out
+            conn.execute(text("UPDATE things SET deleted_at = updated_at WHERE id % 10 = 3"))
     if target_kind == "postgresql":
         dst_url = str(request.getfixturevalue("pg_url"))
         spy = Spy(monkeypatch, from_mariadb.MariadbIntoPostgres)
     else:
         dst_url = f"sqlite:///{tmp_path / 'target.db'}"
         spy = Spy(monkeypatch, from_mariadb.MariadbIntoSqlite)
+    # mode delete: a first load leaves soft-deleted rows out, and each range's least and
+    # greatest primary key are then read under its bounds on its keys alone (the index's).
+    soft = {"column": "deleted_at", "mode": soft_mode}
     path = write_project(
         connections={"src": {"url": mysql_url, "timezone": source_zone}, "dst": dst_url},
-        jobs={"fast": _job("src", "dst", "fast"), "rows": _job("src", "dst", "by_rows")},
+        jobs={
+            "fast": _job("src", "dst", "fast", soft_delete=soft),
+            "rows": _job("src", "dst", "by_rows", soft_delete=soft),
+        },
     )
     project = Project.load(path)
     target = engine_for(dst_url)
 
     _run_both(project, spy, "fast", "rows")
-    assert len(_content(target, "fast")) == 40
+    assert len(_content(target, "fast")) == (36 if soft_mode == "delete" else 40)
     assert _content(target, "fast") == _content(target, "by_rows")
 
     with source.begin() as conn:
