@@ -32,13 +32,11 @@ class ColumnFix:
     unchanged: Callable[[Sequence[Row]], bool] | None
 
 
-def none_change(fixes: Sequence[ColumnFix], chunk: Sequence[Row]) -> bool:
-    """True when no fix would change a value of ``chunk``: its rows can go as they are."""
-    return all(f.unchanged is not None and f.unchanged(chunk) for f in fixes)
-
-
-def fixed(fixes: Sequence[ColumnFix], chunk: Sequence[Row]) -> list[list[Any]]:
-    """Each row of ``chunk`` with every fix applied to its value."""
+def fixed(fixes: Sequence[ColumnFix], chunk: Sequence[Row]) -> Sequence[Sequence[Any]]:
+    """The chunk's rows as the target takes them: the chunk itself when no fix would change a
+    value of it (each fix's chunk test), else each row with every fix applied to its value."""
+    if all(f.unchanged is not None and f.unchanged(chunk) for f in fixes):
+        return chunk
     rows = []
     for row in chunk:
         values = list(row)

@@ -21,7 +21,6 @@ from sqlalchemy import Connection
 from highmark.destinations.column_fixes import (
     ColumnFix,
     fixed,
-    none_change,
     texts_matching,
     types_within,
 )
@@ -93,9 +92,9 @@ class SqliteIntoLoadData:
             while chunk := rows.fetchmany(FETCH_ROWS):
                 text = io.StringIO()
                 writer = csv.writer(text, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-                # Fixed only where a value needs it (highmark/destinations/column_fixes.py).
-                values = chunk if none_change(fixes, chunk) else fixed(fixes, chunk)
-                writer.writerows([[NULL if v is None else v for v in row] for row in values])
+                # Fixed only where a value needs it (column_fixes.py).
+                ready = fixed(fixes, chunk)
+                writer.writerows([[NULL if v is None else v for v in row] for row in ready])
                 yield text.getvalue().encode()
         finally:
             reader.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,6 @@ from sqlalchemy import Connection
 from highmark.destinations.column_fixes import (
     ColumnFix,
     fixed,
-    none_change,
     texts_matching,
     types_within,
 )
@@ -94,7 +93,8 @@ class SqliteIntoPostgres:
                 with cursor.copy(f"COPY {quoted_table} ({names}) FROM STDIN") as copy:
                     rows = reader.execute(statement, params)
                     while chunk := rows.fetchmany(FETCH_ROWS):
-                        for row in self._as_copied(chunk):
+                        # Fixed only where a value needs it (column_fixes.py).
+                        for row in fixed(self.fixes, chunk):
                             copy.write_row(row)
                         loaded += len(chunk)
                 cursor.execute("SET LOCAL TimeZone = 'UTC'")
@@ -105,10 +105,6 @@ class SqliteIntoPostgres:
         finally:
             reader.close()
         return loaded
-
-    def _as_copied(self, chunk: list[tuple[Any, ...]]) -> Sequence[Sequence[Any]]:
-        """The chunk's rows as COPY takes them (highmark/destinations/column_fixes.py)."""
-        return chunk if none_change(self.fixes, chunk) else fixed(self.fixes, chunk)
 
 
 def _fix(i: int, src: ColumnInfo, tgt: ColumnInfo, convert: Callable[[Any], Any]) -> ColumnFix:

@@ -122,8 +122,7 @@ class SqliteRanges:
         raw.create_function(FUNCTION, 2, _dispatch(self.converters), deterministic=True)
         quote = self.plan.quote
         name = quote(self.plan.source.name)
-        where = source_range.where.compile(dialect=conn.dialect)
-        params = [where.params[key] for key in where.positiontup or ()]
+        where, params = source_range.driver_sql(conn.dialect)
         origin = name if self.same_file else f"{ALIAS}.{name}"
         statement = (
             f"INSERT INTO {quoted_table} ({', '.join(quote(c) for c in columns)}) "
@@ -187,8 +186,7 @@ def range_select(source_range: PostgresCopyRange, plan: TargetPlan) -> tuple[str
     """``SELECT <mapped source columns> FROM <source> WHERE <range>`` on the source's own
     connection, and its parameters."""
     source = source_range.source
-    where = source_range.where.compile(dialect=source.engine.dialect)
-    params = [where.params[key] for key in where.positiontup or ()]
+    where, params = source_range.driver_sql(source.engine.dialect)
     quote = source.engine.dialect.identifier_preparer.quote
     name = quote(source.describe().name)
     select = ", ".join(f"{name}.{quote(s)}" for s, _ in plan.mapping)

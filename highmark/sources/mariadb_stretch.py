@@ -20,16 +20,6 @@ from typing import Any
 from highmark.sources.postgres_copy import PostgresCopyRange
 
 
-def compiled(clause: Any, dialect: Any) -> tuple[str, Any]:
-    """A SQLAlchemy condition as PyMySQL takes it: its text, and its parameters (a list when
-    positional, else a dict)."""
-    where = clause.compile(dialect=dialect)
-    params = (
-        [where.params[key] for key in where.positiontup or ()] if where.positional else where.params
-    )
-    return str(where), params
-
-
 def key_bounded(
     cursor: Any, key: str, origin: str, source_range: PostgresCopyRange, dialect: Any
 ) -> tuple[str, Any] | None:
@@ -38,9 +28,11 @@ def key_bounded(
     parameters; None when the range has no row. The least and greatest are read under the
     range's bounds on its keys alone (``source_range.keys``, when it also filters rows out), so
     that the index answers them by itself: a wider stretch, never a narrower one."""
-    where, params = compiled(source_range.where, dialect)
+    where, params = source_range.driver_sql(dialect)
     keys, keys_params = (
-        (where, params) if source_range.keys is None else compiled(source_range.keys, dialect)
+        (where, params)
+        if source_range.keys is None
+        else source_range.driver_sql(dialect, keys=True)
     )
     cursor.execute(f"SELECT MIN({key}), MAX({key}) FROM {origin} WHERE {keys}", keys_params)
     low, high = cursor.fetchone()

@@ -43,6 +43,15 @@ class PostgresCopyRange:
     # range's bounds on its keys alone, which an index answers by itself (None: ``where`` is).
     keys: ColumnElement[bool] | None = None
 
+    def driver_sql(self, dialect: Any, *, keys: bool = False) -> tuple[str, Any]:
+        """The range's condition (``keys``: its bounds on its keys alone) as the driver takes
+        it: its text, and its parameters (a list when positional, else a dict)."""
+        clause = self.keys if keys and self.keys is not None else self.where
+        compiled = clause.compile(dialect=dialect)
+        if compiled.positional:
+            return str(compiled), [compiled.params[k] for k in compiled.positiontup or ()]
+        return str(compiled), compiled.params
+
     @property
     def source_columns(self) -> list[str]:
         return [c.name for c in self.source.describe().columns]
